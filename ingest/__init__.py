@@ -1,0 +1,1 @@
+"""faaslens ingest worker: sources -> validate -> batch -> sinks (Elasticsearch, Prometheus)."""

@@ -1,0 +1,59 @@
+"""Typed events shared by the pipeline stages.
+
+Validation turns frames into :class:`Doc` objects whose source is already
+serialized, so batching and the bulk body never touch the JSON again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+IndexKind = Literal["invocations", "logs", "errors"]
+
+# Bounded rejection reasons: these are the only values of the `reason` label.
+FRAME_REASONS: tuple[str, ...] = (
+    "too_large",
+    "bad_signature",
+    "unknown_key",
+    "unsigned",
+    "bad_json",
+    "bad_envelope",
+    "bad_version",
+)
+EVENT_REASONS: tuple[str, ...] = (
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "bad_value",
+    "too_large",
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Doc:
+    """One Elasticsearch document ready for the bulk API."""
+
+    kind: IndexKind
+    doc_id: str
+    day: str  # UTC day of @timestamp, "YYYY.MM.DD"
+    source: bytes  # orjson-serialized _source
+
+    def index(self, prefix: str) -> str:
+        """The daily index this document belongs to."""
+        return f"{prefix}-{self.kind}-{self.day}"
+
+
+class Sink(Protocol):
+    """Where batches of documents go.
+
+    ``write`` returns only when every document of the batch is accounted
+    for: indexed (2xx or 409), dead-lettered (400), or durably spooled.
+    """
+
+    async def start(self) -> None: ...
+
+    async def write(self, batch: Sequence[Doc]) -> None: ...
+
+    async def close(self) -> None: ...

@@ -34,6 +34,8 @@ class IngestConfig:
     http_listen: str = "127.0.0.1:9108"
     udp_rcvbuf: int = 8 * 1024 * 1024
     max_frame_bytes: int = 1024 * 1024
+    # SO_REUSEPORT on the UDP and TCP sockets, so several workers can share a port.
+    reuse_port: bool = False
     # Signing: key id -> secret. Signed frames are always verified.
     hmac_keys: dict[str, str] = field(default_factory=dict)
     require_signature: bool = False
@@ -52,6 +54,7 @@ class IngestConfig:
     # Retries, spool, dead letters
     retry_base_s: float = 0.1
     retry_max_s: float = 10.0
+    es_retry_window_s: float = 5.0  # seconds of bulk retries before a batch goes to the spool
     spool_dir: str = "var/spool"
     spool_max_bytes: int = 1024 * 1024 * 1024
     dead_letter_path: str = "var/dead-letter.ndjson"
@@ -61,6 +64,10 @@ class IngestConfig:
     # Prometheus aggregates
     series_cap: int = 10_000
     series_ttl_s: float = 900.0
+    # Distinct custom metric names (faas_custom_*) kept at most; further names are rejected.
+    custom_metrics_cap: int = 1000
+    # Where documents go: "elasticsearch", or "null" (discarded: benchmarks, metrics-only runs)
+    sink: str = "elasticsearch"
     # Lifecycle
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"

@@ -1,0 +1,388 @@
+"""One invocation's state, and the decorator / context manager that delimit it.
+
+The current invocation lives in a ContextVar, so concurrent invocations on
+threads or asyncio tasks never see each other's lines, labels or metrics.
+Everything recorded during an invocation is buffered here as tuples and
+serialized once, when it ends (see :mod:`shipper.core`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import deque
+from contextvars import ContextVar
+
+from shipper.wire import (
+    MAX_INV_LABEL_VALUE,
+    MAX_INV_LABELS,
+    MAX_METRIC_LABEL_VALUE,
+    MAX_METRIC_LABELS,
+    MAX_METRICS,
+    truncate,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from contextvars import Token
+    from typing import Any, Protocol
+
+    from shipper.context import InvocationInfo
+
+    class _Host(Protocol):
+        """What an invocation needs from the shipper that runs it."""
+
+        def _start(
+            self,
+            args: tuple[Any, ...],
+            kwargs: Mapping[str, Any],
+            name: str | None,
+            trigger: str | None,
+            execution_id: str | None,
+        ) -> Invocation: ...
+
+        def _finish(self, inv: Invocation, exc: BaseException | None) -> None: ...
+
+
+_current: ContextVar[Invocation | None] = ContextVar("faaslens_invocation", default=None)
+current_invocation = _current.get
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_CO_COROUTINE = 0x80
+
+# (event.sequence, @timestamp ms, level, message, logger, key-values, exception)
+Line = tuple[int, int, str, str, "str | None", "dict[Any, Any] | None", "BaseException | None"]
+
+
+def valid_name(name: object) -> bool:
+    """The protocol's metric and metric-label name rule: ``[a-zA-Z_][a-zA-Z0-9_]{0,63}``."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 64
+        and not name[0].isdigit()
+        and set(name) <= _NAME_CHARS
+    )
+
+
+class MetricBuffer:
+    """Custom metric objects carried with one record (at most 64).
+
+    Counters with the same name and labels are summed, gauges keep their last
+    value; each histogram observation is one object, as the protocol says.
+    """
+
+    __slots__ = ("dropped", "items", "keyed")
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.dropped = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(
+        self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
+    ) -> None:
+        """Record one update (name, labels and value already checked)."""
+        if kind != "histogram":
+            key = (kind, name, tuple(labels.items())) if labels else (kind, name)
+            entry = self.keyed.get(key)
+            if entry is not None:
+                if kind == "counter":
+                    entry["value"] += value
+                else:
+                    entry["value"] = value
+                return
+        if len(self.items) >= MAX_METRICS:
+            self.dropped += 1
+            return
+        entry = {"name": name, "kind": kind, "value": value}
+        if labels:
+            entry["labels"] = labels
+        if unit:
+            entry["unit"] = unit
+        self.items.append(entry)
+        if kind != "histogram":
+            self.keyed[key] = entry
+
+
+def clean_metric_labels(labels: Mapping[str, object]) -> tuple[dict[str, str] | None, int]:
+    """Metric labels within limits: valid names, <= 5 keys, values <= 64 chars.
+
+    Returns the labels and how many were dropped.
+    """
+    if not labels:
+        return None, 0
+    out: dict[str, str] = {}
+    dropped = 0
+    for key, value in labels.items():
+        if len(out) >= MAX_METRIC_LABELS or not valid_name(key):
+            dropped += 1
+            continue
+        text = value if type(value) is str else str(value)
+        out[key] = truncate(text, MAX_METRIC_LABEL_VALUE) if len(text) > 64 else text
+    return out or None, dropped
+
+
+class Invocation:
+    """The state of one invocation, until its record is sent.
+
+    Attributes users may read: ``execution_id``, ``trace_id``, ``coldstart``,
+    ``trigger``. Use :meth:`set_label` to attach labels to the record.
+    """
+
+    __slots__ = (
+        "coldstart",
+        "deferred",
+        "deferred_max",
+        "deferred_total",
+        "done",
+        "echo",
+        "execution_id",
+        "info",
+        "init_ns",
+        "keep_level",
+        "labels",
+        "lines",
+        "metrics",
+        "name",
+        "owner",
+        "seq",
+        "span_id",
+        "start_ms",
+        "t0",
+        "time_ns",
+        "trace_id",
+        "trigger",
+    )
+
+    def __init__(  # noqa: PLR0917 - built on the hot path: positional is cheapest
+        self,
+        execution_id: str,
+        start_ms: int,
+        t0: int,
+        info: InvocationInfo,
+        keep_level: int,
+        deferred_max: int,
+        time_ns: Callable[[], int],
+        echo: Callable[[Line, Invocation | None], None] | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.start_ms = start_ms
+        self.t0 = t0
+        self.info = info
+        self.trace_id = info.trace_id
+        self.span_id = info.span_id
+        self.trigger = info.trigger
+        self.name: str | None = None
+        self.coldstart = False
+        self.init_ns: int | None = None
+        self.keep_level = keep_level
+        self.lines: list[Line] = []
+        self.deferred: deque[Line] | None = None  # made on the first kept-aside line
+        self.deferred_max = deferred_max
+        self.deferred_total = 0
+        self.labels: dict[str, str] | None = None
+        self.metrics: MetricBuffer | None = None
+        self.seq = itertools.count()
+        self.time_ns = time_ns
+        self.echo = echo
+        self.done = False
+        self.owner: Any = None  # the shipper that sends it, when started via the default
+
+    def __repr__(self) -> str:
+        return f"<Invocation {self.execution_id} lines={len(self.lines)} done={self.done}>"
+
+    def add_line(  # noqa: PLR0917 - hot path: positional is cheapest
+        self,
+        levelno: int,
+        level: str,
+        message: str,
+        logger: str | None,
+        kv: dict[Any, Any] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """Buffer one log line (or keep it aside: below the shipping level)."""
+        line: Line = (next(self.seq), self.time_ns() // 1_000_000, level, message, logger, kv, exc)
+        if levelno >= self.keep_level:
+            self.lines.append(line)
+        elif self.deferred_max:
+            if self.deferred is None:
+                self.deferred = deque(maxlen=self.deferred_max)
+            self.deferred.append(line)
+            self.deferred_total += 1
+        if self.echo is not None:
+            self.echo(line, self)
+
+    def defer_event(self, levelno: int, event_dict: Mapping[str, Any]) -> None:
+        """Keep a structlog event dict aside (debug buffer / unsampled)."""
+        if not self.deferred_max:
+            return
+        if self.deferred is None:
+            self.deferred = deque(maxlen=self.deferred_max)
+        kv = {k: v for k, v in event_dict.items() if k not in _STRUCTLOG_OWN}
+        message = str(event_dict.get("event", ""))
+        level = _LEVEL_NAMES.get(levelno, "info")
+        line: Line = (
+            next(self.seq),
+            self.time_ns() // 1_000_000,
+            level,
+            message,
+            event_dict.get("logger"),
+            kv or None,
+            None,
+        )
+        self.deferred.append(line)
+        self.deferred_total += 1
+
+    def lines_to_ship(self, failed: bool) -> list[Line]:
+        """The lines that go out: kept-aside ones too when the invocation failed."""
+        if failed and self.deferred:
+            return sorted([*self.lines, *self.deferred])
+        return self.lines
+
+    def set_label(self, key: str, value: object) -> None:
+        """Attach a label (``labels.<key>``) to the invocation record (<= 32, values str)."""
+        labels = self.labels
+        if labels is None:
+            labels = self.labels = {}
+        if key not in labels and len(labels) >= MAX_INV_LABELS:
+            return
+        text = value if type(value) is str else str(value)
+        labels[str(key)] = truncate(text, MAX_INV_LABEL_VALUE)
+
+    def add_metric(
+        self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
+    ) -> None:
+        """Carry one custom metric update with the record."""
+        metrics = self.metrics
+        if metrics is None:
+            metrics = self.metrics = MetricBuffer()
+        metrics.add(kind, name, value, labels, unit)
+
+
+_STRUCTLOG_OWN = frozenset({"event", "level", "logger", "timestamp", "exc_info"})
+_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+
+
+def _reset(token: Token[Invocation | None]) -> None:
+    try:  # noqa: SIM105 - try/except is cheaper than contextlib.suppress on the hot path
+        _current.reset(token)
+    except (ValueError, RuntimeError):  # a token from another context: leave it be
+        pass
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns a coroutine (without importing inspect when avoidable)."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return bool(code.co_flags & _CO_COROUTINE)
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
+
+
+def wrap_handler(
+    host: _Host, fn: Callable[..., Any], name: str | None, trigger: str | None
+) -> Callable[..., Any]:
+    """The instrumented handler: one record per call, the handler's outcome untouched."""
+    start = host._start
+    finish = host._finish
+    current = _current
+
+    if is_async(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            inv = start(args, kwargs, name, trigger, None)
+            token = current.set(inv)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                _reset(token)
+                finish(inv, exc)
+                raise
+            _reset(token)
+            finish(inv, None)
+            return result
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        inv = start(args, kwargs, name, trigger, None)
+        token = current.set(inv)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            _reset(token)
+            finish(inv, exc)
+            raise
+        _reset(token)
+        finish(inv, None)
+        return result
+
+    return wrapper
+
+
+class InvocationScope:
+    """``with`` / ``async with`` block delimiting one invocation.
+
+    Entering returns the :class:`Invocation`; leaving sends its record. An
+    exception leaving the block marks the invocation failed and propagates.
+    """
+
+    __slots__ = (
+        "_args",
+        "_execution_id",
+        "_host",
+        "_inv",
+        "_kwargs",
+        "_name",
+        "_token",
+        "_trigger",
+    )
+
+    def __init__(  # noqa: PLR0917
+        self,
+        host: _Host,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        name: str | None,
+        trigger: str | None,
+        execution_id: str | None,
+    ) -> None:
+        self._host = host
+        self._args = args
+        self._kwargs = kwargs
+        self._name = name
+        self._trigger = trigger
+        self._execution_id = execution_id
+        self._inv: Invocation | None = None
+        self._token: Token[Invocation | None] | None = None
+
+    def __enter__(self) -> Invocation:
+        inv = self._host._start(
+            self._args, self._kwargs, self._name, self._trigger, self._execution_id
+        )
+        self._inv = inv
+        self._token = _current.set(inv)
+        return inv
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._token is not None:
+            _reset(self._token)
+            self._token = None
+        if self._inv is not None:
+            self._host._finish(self._inv, exc)
+            self._inv = None
+
+    async def __aenter__(self) -> Invocation:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(exc_type, exc, tb)

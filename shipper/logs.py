@@ -1,0 +1,215 @@
+"""Logging front ends: a fast structlog-style logger, stdlib logging, and structlog itself.
+
+All three route a line the same way: inside an invocation it is buffered with
+the invocation and sent with its record; outside, it is sent on its own with
+an id of ``<src>-<seq>``.
+
+* :func:`get_logger` returns a :class:`Logger` with structlog's BoundLogger
+  interface (``bind``, ``info(event, **kw)``, ``exception``...) whose calls just
+  append a tuple to the invocation's buffer; processing happens once, when the
+  record is sent. It does not import structlog.
+* :class:`shipper.logging_handler.LoggingHandler` does the same for stdlib
+  ``logging`` records.
+* :func:`configure_structlog` sets structlog up to end its chain in the shipper
+  (structlog is imported only there).
+"""
+
+from __future__ import annotations
+
+from shipper.core import get_shipper
+from shipper.errors import exception_from
+from shipper.invocation import current_invocation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+    from typing import Any
+
+    from shipper.core import Shipper
+
+_LEVELS = {
+    "debug": (10, "debug"),
+    "info": (20, "info"),
+    "warning": (30, "warning"),
+    "warn": (30, "warning"),
+    "error": (40, "error"),
+    "exception": (40, "error"),
+    "critical": (50, "critical"),
+    "fatal": (50, "critical"),
+}
+
+
+def _route(  # noqa: PLR0917 - hot path
+    logger: Logger,
+    levelno: int,
+    level: str,
+    event: object,
+    args: tuple[Any, ...],
+    kw: dict[str, Any],
+) -> None:
+    inv = current_invocation()
+    if inv is not None and inv.done:
+        inv = None  # a line from a thread that outlived its invocation
+    if inv is not None and levelno < inv.keep_level and not inv.deferred_max and not inv.echo:
+        return  # below the shipping level with no debug buffer: nothing to do
+    try:
+        message = event if type(event) is str else ("" if event is None else str(event))
+        if args:
+            try:
+                message = message % args
+            except (TypeError, ValueError):  # a format mismatch must not lose the line
+                message = f"{message} {args!r}"
+        exc = exception_from(kw.pop("exc_info")) if "exc_info" in kw else None
+        ctx = logger._context
+        kv = ({**ctx, **kw} if kw else ctx) if ctx else (kw or None)
+        if inv is not None:
+            inv.add_line(levelno, level, message, logger._name, kv, exc)
+        else:
+            (logger._shipper or get_shipper()).log_outside(
+                levelno, level, message, logger._name, kv, exc
+            )
+    except Exception:
+        (logger._shipper or get_shipper()).stats.internal_errors += 1
+
+
+class Logger:
+    """structlog-compatible bound logger that hands lines to the current invocation."""
+
+    __slots__ = ("_context", "_name", "_shipper")
+
+    def __init__(
+        self,
+        name: str | None = None,
+        context: dict[str, Any] | None = None,
+        shipper: Shipper | None = None,
+    ) -> None:
+        self._name = name
+        self._context = context or {}
+        self._shipper = shipper
+
+    def __repr__(self) -> str:
+        return f"<shipper.Logger {self._name!r} context={self._context!r}>"
+
+    def bind(self, **new_values: Any) -> Logger:
+        """A logger with more key-values on every line."""
+        return Logger(self._name, {**self._context, **new_values}, self._shipper)
+
+    def new(self, **new_values: Any) -> Logger:
+        """A logger with only these key-values."""
+        return Logger(self._name, dict(new_values), self._shipper)
+
+    def unbind(self, *keys: str) -> Logger:
+        """A logger without these keys (KeyError if one is missing, as structlog)."""
+        ctx = dict(self._context)
+        for key in keys:
+            del ctx[key]
+        return Logger(self._name, ctx, self._shipper)
+
+    def try_unbind(self, *keys: str) -> Logger:
+        """A logger without these keys, missing ones ignored."""
+        return Logger(
+            self._name, {k: v for k, v in self._context.items() if k not in keys}, self._shipper
+        )
+
+    def debug(self, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at debug level (kept aside unless the invocation fails, by default)."""
+        _route(self, 10, "debug", event, args, kw)
+
+    def info(self, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at info level."""
+        _route(self, 20, "info", event, args, kw)
+
+    msg = info
+
+    def warning(self, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at warning level."""
+        _route(self, 30, "warning", event, args, kw)
+
+    warn = warning
+
+    def error(self, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at error level."""
+        _route(self, 40, "error", event, args, kw)
+
+    def exception(self, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at error level with the exception being handled."""
+        kw.setdefault("exc_info", True)
+        _route(self, 40, "error", event, args, kw)
+
+    def critical(self, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at critical level."""
+        _route(self, 50, "critical", event, args, kw)
+
+    fatal = critical
+
+    def log(self, level: int | str, event: object = None, *args: Any, **kw: Any) -> None:
+        """Log at a level given by number or name."""
+        if isinstance(level, str):
+            levelno, name = _LEVELS.get(level.lower(), (20, "info"))
+        else:
+            levelno, name = level_of(level)
+        _route(self, levelno, name, event, args, kw)
+
+
+def level_of(levelno: int) -> tuple[int, str]:
+    """A stdlib-style numeric level as the protocol's (number, name)."""
+    if levelno >= 50:
+        return 50, "critical"
+    if levelno >= 40:
+        return 40, "error"
+    if levelno >= 30:
+        return 30, "warning"
+    if levelno >= 20:
+        return 20, "info"
+    return 10, "debug"
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> Logger:
+    """A logger whose lines go with the current invocation (or on their own outside one)."""
+    return Logger(name, initial_values or None)
+
+
+# ------------------------------------------------------------------ structlog
+
+
+def ship(logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Terminal structlog processor: hand the event to the shipper, then drop it.
+
+    Put it last in a chain (``configure_structlog`` does).
+    """
+    import structlog
+
+    ed = dict(event_dict)
+    levelno, level = _LEVELS.get(str(ed.pop("level", method_name)), (20, "info"))
+    event = ed.pop("event", None)
+    name = ed.pop("logger", None)
+    ed.pop("timestamp", None)
+    exc = exception_from(ed.pop("exc_info")) if "exc_info" in ed else None
+    message = event if isinstance(event, str) else ("" if event is None else str(event))
+    inv = current_invocation()
+    if inv is not None and not inv.done:
+        inv.add_line(levelno, level, message, name, ed or None, exc)
+    else:
+        get_shipper().log_outside(levelno, level, message, name, ed or None, exc)
+    raise structlog.DropEvent
+
+
+def configure_structlog(*, extra_processors: list[Any] | None = None) -> None:
+    """Configure structlog so that ``structlog.get_logger()`` lines go with invocations.
+
+    The chain: contextvars merge, log level, ``extra_processors``, then
+    :func:`ship`. Redaction, sampling and the debug buffer happen in the shipper.
+    """
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            *(extra_processors or []),
+            ship,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(10),
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=True,
+    )

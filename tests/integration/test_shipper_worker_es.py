@@ -1,0 +1,237 @@
+"""The real shipper into the real worker into the real Elasticsearch.
+
+An invocation made with ``@instrument`` is looked up in Elasticsearch by its
+id, with its log lines in order, its error document and its cost; then the
+same over signed TCP frames, a record that needs several datagrams, and a
+run of the demo fleet whose every record must be indexed without rejection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ingest.config import IngestConfig
+from ingest.runner import Worker
+from shipper.config import ShipperConfig
+from shipper.core import Shipper
+from shipper.demo import run_demo
+from shipper.logs import Logger
+from shipper.metrics import Counter
+from tests.support import apoll_until, es_request, http_json
+
+pytestmark = pytest.mark.integration
+
+AWS_ENV = {
+    "AWS_LAMBDA_FUNCTION_NAME": "checkout",
+    "AWS_LAMBDA_FUNCTION_VERSION": "12",
+    "AWS_REGION": "eu-west-1",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+}
+
+
+class LambdaContext:
+    """AWS LambdaContext's documented attributes."""
+
+    function_name = "checkout"
+    function_version = "12"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
+
+    def __init__(self, request_id: str) -> None:
+        self.aws_request_id = request_id
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def worker_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any) -> IngestConfig:
+    cfg = IngestConfig(
+        udp_listen="127.0.0.1:0",
+        tcp_listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        es_url=es_url,
+        es_index_prefix=es_prefix,
+        spool_dir=str(tmp_path / "spool"),
+        dead_letter_path=str(tmp_path / "dead-letter.ndjson"),
+        batch_max_wait_s=0.1,
+        shutdown_timeout_s=30,
+    )
+    return dataclasses.replace(cfg, **over)
+
+
+@pytest.fixture
+async def worker(es_url: str, es_prefix: str, tmp_path: Path) -> AsyncIterator[Worker]:
+    w = Worker(worker_config(es_url, es_prefix, tmp_path), registry=CollectorRegistry())
+    async with w:
+        yield w
+
+
+def search(es_url: str, index: str, query: dict[str, Any], size: int = 100) -> list[Any]:
+    es_request(es_url, "POST", f"/{index}/_refresh?allow_no_indices=true")
+    status, res = http_json(
+        "POST",
+        f"{es_url}/{index}/_search?allow_no_indices=true",
+        {"query": query, "size": size, "sort": [{"@timestamp": "asc"}]},
+    )
+    assert status == 200, res
+    return [hit["_source"] | {"_id": hit["_id"]} for hit in res["hits"]["hits"]]
+
+
+def count(es_url: str, index: str) -> int:
+    es_request(es_url, "POST", f"/{index}/_refresh?allow_no_indices=true")
+    status, res = http_json("POST", f"{es_url}/{index}/_count?allow_no_indices=true")
+    assert status == 200, res
+    return int(res["count"])
+
+
+def lines_of(es_url: str, prefix: str, exec_id: str, expected: int) -> list[Any] | None:
+    """The log documents of an invocation once all ``expected`` are searchable."""
+    found = search(es_url, f"{prefix}-logs-*", {"term": {"faas.execution": exec_id}})
+    return found if len(found) == expected else None
+
+
+def rejections(registry: CollectorRegistry) -> float:
+    """Frames and events the worker rejected, and frames it counted as lost."""
+    total = 0.0
+    for family in registry.collect():
+        if family.name in (
+            "faaslens_frames_rejected",
+            "faaslens_events_rejected",
+            "faaslens_frames_lost",
+        ):
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return total
+
+
+async def _wait_for(check: Any, what: str, timeout: float = 60.0) -> Any:
+    async def probe() -> Any:
+        return await asyncio.to_thread(check)
+
+    return await apoll_until(probe, timeout=timeout, what=what)
+
+
+async def test_invocation_found_by_id_with_its_lines_in_order(
+    worker: Worker, es_url: str, es_prefix: str
+) -> None:
+    host, port = worker.udp_address or ("", 0)
+    sh = Shipper(
+        ShipperConfig(endpoint=f"udp://{host}:{port}", service="shop", environment="test"),
+        environ=AWS_ENV,
+    )
+    log = Logger("checkout", shipper=sh)
+    orders = Counter("orders", shipper=sh)
+
+    @sh.instrument
+    def handler(event: dict[str, Any], context: LambdaContext) -> None:
+        for step in range(8):
+            log.info("step done", step=step, password="hunter2")
+        orders.inc(3, shop="eu")
+        raise RuntimeError("payment provider unavailable")
+
+    exec_id = "3f2c9d4e-1b7a-4c8e-9f00-000000000001"
+    with pytest.raises(RuntimeError):
+        handler({"httpMethod": "POST", "headers": {}}, LambdaContext(exec_id))
+    assert sh.snapshot()["send_errors"] == 0
+
+    invocations = f"{es_prefix}-invocations-*"
+    inv_docs = await _wait_for(
+        lambda: search(es_url, invocations, {"ids": {"values": [exec_id]}}), "invocation"
+    )
+    inv = inv_docs[0]
+    assert inv["faas.name"] == "checkout" and inv["faas.version"] == "12"
+    assert inv["service.environment"] == "test"
+    assert inv["event.outcome"] == "failure" and inv["faas.coldstart"] is True
+    assert inv["error.type"] == "RuntimeError"
+    assert inv["faas.trigger.type"] == "http"
+    assert inv["faas.cost.price_id"].startswith("aws-") and inv["faas.cost.usd"] > 0
+    assert inv["faas.billed_duration"] >= 1
+    logs = await _wait_for(lambda: lines_of(es_url, es_prefix, exec_id, 8), "8 log lines")
+    logs.sort(key=lambda d: d["event.sequence"])
+    assert [d["event.sequence"] for d in logs] == list(range(8))
+    assert [d["_id"] for d in logs] == [f"{exec_id}-{i}" for i in range(8)]
+    assert all(d["message"] == "step done" for d in logs)
+    assert all(d["labels"]["password"] == "[REDACTED]" for d in logs)
+    errors = await _wait_for(
+        lambda: search(es_url, f"{es_prefix}-errors-*", {"ids": {"values": [exec_id]}}), "error"
+    )
+    assert errors[0]["error.grouping_key"] == inv["error.grouping_key"]
+    assert "payment provider unavailable" in errors[0]["error.stack_trace"]
+    sample = worker.registry.get_sample_value(
+        "faas_custom_orders_total", {"function": "checkout", "shop": "eu"}
+    )
+    assert sample == 3
+    assert rejections(worker.registry) == 0
+
+
+async def test_signed_tcp_and_multi_frame_records(
+    es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    cfg = worker_config(
+        es_url, es_prefix, tmp_path, hmac_keys={"k1": "s3cret"}, require_signature=True
+    )
+    async with Worker(cfg, registry=CollectorRegistry()) as w:
+        tcp_host, tcp_port = w.tcp_address or ("", 0)
+        udp_host, udp_port = w.udp_address or ("", 0)
+        signed = {"hmac_key": "s3cret", "hmac_key_id": "k1", "max_datagram": 1400}
+        via_tcp = Shipper(
+            ShipperConfig(endpoint=f"tcp://{tcp_host}:{tcp_port}", **signed), environ=AWS_ENV
+        )
+        via_udp = Shipper(
+            ShipperConfig(endpoint=f"udp://{udp_host}:{udp_port}", **signed), environ=AWS_ENV
+        )
+        for sh, exec_id in ((via_tcp, "tcp-0001"), (via_udp, "udp-0001")):
+            log = Logger("batch", shipper=sh)
+            with sh.invocation(execution_id=exec_id, trigger="timer"):
+                for i in range(30):  # ~30 x 200 bytes: several 1,400-byte frames
+                    log.info("record processed", record=i, status="ok")
+        assert via_udp._packer.oversize == 0
+        assert via_udp.snapshot()["frames_sent"] > 3
+        for exec_id in ("tcp-0001", "udp-0001"):
+            found = await _wait_for(
+                lambda e=exec_id: lines_of(es_url, es_prefix, e, 30), f"30 lines of {exec_id}"
+            )
+            assert sorted(d["labels"]["record"] for d in found) == list(range(30))
+        # the records went in the first frames, but may sit in another bulk request
+        await _wait_for(lambda: count(es_url, f"{es_prefix}-invocations-*") == 2, "2 records")
+        assert rejections(w.registry) == 0
+        via_tcp.close()
+
+
+async def test_demo_traffic_is_indexed_whole(worker: Worker, es_url: str, es_prefix: str) -> None:
+    host, port = worker.udp_address or ("", 0)
+    stats = await asyncio.to_thread(
+        run_demo, f"udp://{host}:{port}", rate=200, duration=2.0, seed=7, progress=False
+    )
+    assert stats.invocations > 100 and stats.send_errors == 0
+    assert stats.errors > 0 and stats.cold_starts > 0
+    await _wait_for(
+        lambda: count(es_url, f"{es_prefix}-invocations-*") == stats.invocations,
+        "every demo invocation",
+    )
+    await _wait_for(
+        lambda: count(es_url, f"{es_prefix}-errors-*") >= stats.errors, "the error documents"
+    )
+    assert rejections(worker.registry) == 0
+    status, res = http_json(
+        "POST",
+        f"{es_url}/{es_prefix}-invocations-*/_search",
+        {
+            "size": 0,
+            "aggs": {
+                "providers": {"terms": {"field": "cloud.provider"}},
+                "envs": {"terms": {"field": "service.environment"}},
+            },
+        },
+    )
+    assert status == 200, res
+    providers = {b["key"] for b in res["aggregations"]["providers"]["buckets"]}
+    assert providers == {"aws", "azure", "gcp"}
+    envs = {b["key"] for b in res["aggregations"]["envs"]["buckets"]}
+    assert envs == {"prod", "staging"}

@@ -1,0 +1,165 @@
+"""docker-compose.yml, Dockerfile, the Prometheus configs and scripts/stack hang together.
+
+No Docker engine (nor compose plugin) is needed: the files are checked statically,
+and Prometheus configs with Debian's ``promtool``, which also validates the rule files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.machinery
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from ingest.config import IngestConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_FLAGS = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(IngestConfig)}
+SERVICES = {"elasticsearch", "kibana", "prometheus", "grafana", "worker"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def stack() -> ModuleType:
+    """scripts/stack imported as a module (it has no .py suffix)."""
+    loader = importlib.machinery.SourceFileLoader("faaslens_stack", str(REPO / "scripts/stack"))
+    spec = importlib.util.spec_from_loader("faaslens_stack", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+def _flags(args: list[str]) -> set[str]:
+    return {a.split("=", 1)[0] for a in args if a.startswith("--")}
+
+
+def test_compose_has_every_service_with_a_healthcheck(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        image = service.get("image", "")
+        if "build" not in service:
+            assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{name}: pin the image version"
+
+
+def test_compose_publishes_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
+    named = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in named, f"{name} uses undeclared volume {source}"
+
+
+def test_compose_worker_uses_real_config_flags(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert worker["command"][0] == "ingest"
+    flags = _flags(worker["command"])
+    assert flags <= CONFIG_FLAGS
+    assert "--es-url" in flags
+    assert "--es-url=http://elasticsearch:9200" in worker["command"]
+
+
+def test_compose_prometheus_keeps_exemplars_and_rules(compose: dict[str, Any]) -> None:
+    prom = compose["services"]["prometheus"]
+    assert "--enable-feature=exemplar-storage" in prom["command"]
+    assert "./prometheus/rules:/etc/prometheus/rules:ro" in prom["volumes"]
+    config = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    assert "/etc/prometheus/rules/*.yml" in config["rule_files"]
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    ]
+    assert "worker:9108" in targets
+
+
+def test_dockerfile_installs_the_worker_extra_and_runs_it() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    installed = re.findall(r"pip install '\.\[(\w+)\]'", text)
+    assert installed == ["ingest"] and "ingest" in extras
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert cmd[0] == "ingest"
+    assert _flags(cmd) <= CONFIG_FLAGS
+    for copied in re.findall(r"^COPY (\S+) \./", text, re.M):
+        if not copied.endswith("*"):
+            assert (REPO / copied).exists(), f"Dockerfile copies missing {copied}"
+
+
+def test_stack_generates_a_config_promtool_accepts(stack: ModuleType, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package (scripts/test installs it)"
+    rules = stack.rule_files()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        stack.prometheus_config(rules, str(tmp_path / "targets/*.json"), "5s", "127.0.0.1:9090")
+    )
+
+    parsed = yaml.safe_load(config.read_text())
+    assert parsed["rule_files"] == [str(r) for r in rules]
+    assert parsed["scrape_configs"][0]["job_name"] == "faaslens"
+    # Also checks every rule file it names.
+    done = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_prometheus_config_passes_promtool() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool
+    done = subprocess.run(
+        [promtool, "check", "config", str(REPO / "prometheus/prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_stack_cli_rejects_bad_usage_and_reports_json() -> None:
+    script = str(REPO / "scripts/stack")
+    bad = subprocess.run([sys.executable, script, "start"], capture_output=True, check=False)
+    assert bad.returncode == 2
+    status = subprocess.run(
+        [sys.executable, script, "status", "all", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode in (0, 3)  # 3: something is stopped
+    report = json.loads(status.stdout)
+    assert [item["service"] for item in report] == ["es", "prometheus"]
+    assert all(item["url"].startswith("http://127.0.0.1:") for item in report)

@@ -51,6 +51,8 @@ class IngestConfig:
     batch_max_bytes: int = 5 * 1024 * 1024
     batch_max_wait_s: float = 0.5
     queue_max: int = 200_000
+    # Bytes of frames waiting for validation, at most (bounds memory whatever the frame size).
+    queue_max_bytes: int = 64 * 1024 * 1024
     # Retries, spool, dead letters
     retry_base_s: float = 0.1
     retry_max_s: float = 10.0

@@ -201,3 +201,23 @@ class Prometheus:
         if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
             raise ServiceError(f"prometheus {path} {params} -> {status}: {payload}")
         return payload["data"]
+
+
+def worker_test_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any) -> Any:
+    """Ingest config on ephemeral loopback ports; spool and dead letters under tmp_path."""
+    import dataclasses
+
+    from ingest.config import IngestConfig
+
+    cfg = IngestConfig(
+        udp_listen="127.0.0.1:0",
+        tcp_listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        es_url=es_url,
+        es_index_prefix=es_prefix,
+        spool_dir=str(tmp_path / "spool"),
+        dead_letter_path=str(tmp_path / "dead-letter.ndjson"),
+        batch_max_wait_s=0.1,
+        shutdown_timeout_s=30,
+    )
+    return dataclasses.replace(cfg, **over)

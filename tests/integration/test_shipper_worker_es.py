@@ -9,7 +9,6 @@ run of the demo fleet whose every record must be indexed without rejection.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ingest.config import IngestConfig
 from ingest.runner import Worker
 from shipper.config import ShipperConfig
 from shipper.core import Shipper
 from shipper.demo import run_demo
 from shipper.logs import Logger
 from shipper.metrics import Counter
-from tests.support import apoll_until, es_request, http_json
+from tests.support import apoll_until, es_request, http_json, worker_test_config
 
 pytestmark = pytest.mark.integration
 
@@ -51,24 +49,9 @@ class LambdaContext:
         return 30_000
 
 
-def worker_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any) -> IngestConfig:
-    cfg = IngestConfig(
-        udp_listen="127.0.0.1:0",
-        tcp_listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
-        es_url=es_url,
-        es_index_prefix=es_prefix,
-        spool_dir=str(tmp_path / "spool"),
-        dead_letter_path=str(tmp_path / "dead-letter.ndjson"),
-        batch_max_wait_s=0.1,
-        shutdown_timeout_s=30,
-    )
-    return dataclasses.replace(cfg, **over)
-
-
 @pytest.fixture
 async def worker(es_url: str, es_prefix: str, tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(worker_config(es_url, es_prefix, tmp_path), registry=CollectorRegistry())
+    w = Worker(worker_test_config(es_url, es_prefix, tmp_path), registry=CollectorRegistry())
     async with w:
         yield w
 
@@ -80,6 +63,8 @@ def search(es_url: str, index: str, query: dict[str, Any], size: int = 100) -> l
         f"{es_url}/{index}/_search?allow_no_indices=true",
         {"query": query, "size": size, "sort": [{"@timestamp": "asc"}]},
     )
+    if status == 503:
+        return []  # an index created a moment ago: its shard is not started yet; poll again
     assert status == 200, res
     return [hit["_source"] | {"_id": hit["_id"]} for hit in res["hits"]["hits"]]
 
@@ -87,6 +72,8 @@ def search(es_url: str, index: str, query: dict[str, Any], size: int = 100) -> l
 def count(es_url: str, index: str) -> int:
     es_request(es_url, "POST", f"/{index}/_refresh?allow_no_indices=true")
     status, res = http_json("POST", f"{es_url}/{index}/_count?allow_no_indices=true")
+    if status == 503:
+        return -1  # shard of a just-created index not started yet; callers poll
     assert status == 200, res
     return int(res["count"])
 
@@ -173,7 +160,7 @@ async def test_invocation_found_by_id_with_its_lines_in_order(
 async def test_signed_tcp_and_multi_frame_records(
     es_url: str, es_prefix: str, tmp_path: Path
 ) -> None:
-    cfg = worker_config(
+    cfg = worker_test_config(
         es_url, es_prefix, tmp_path, hmac_keys={"k1": "s3cret"}, require_signature=True
     )
     async with Worker(cfg, registry=CollectorRegistry()) as w:

@@ -1,0 +1,166 @@
+"""The worker's own metrics (``faaslens_*``) and rate-limited logging of rejections.
+
+Every internal event is both counted (bounded ``reason`` label) and logged,
+but a flood of bad input must not become a flood of log lines: each
+reason logs at most one line per interval, carrying how many it stands for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from ingest.events import EVENT_REASONS, FRAME_REASONS
+
+__all__ = ["DROP_REASONS", "RejectionLog", "SelfMetrics"]
+
+DROP_REASONS = ("queue_full", "shutdown")
+
+log = structlog.get_logger("faaslens.ingest")
+
+
+class RejectionLog:
+    """Logs rejections at most once per ``(what, reason)`` per ``interval_s``, with a count."""
+
+    def __init__(
+        self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        # (what, reason) -> [next time a line may be written, occurrences not yet logged]
+        self._state: dict[tuple[str, str], list[float]] = {}
+
+    def note(self, what: str, reason: str, count: int = 1, **detail: Any) -> bool:
+        """Record ``count`` rejections; return True if a line was written now."""
+        key = (what, reason)
+        st = self._state.get(key)
+        now = self._clock()
+        if st is None:
+            st = self._state[key] = [0.0, 0]
+        st[1] += count
+        if now < st[0]:
+            return False
+        log.warning("rejected", what=what, reason=reason, count=int(st[1]), **detail)
+        st[0] = now + self.interval_s
+        st[1] = 0
+        return True
+
+
+class _KernelDrops(Collector):
+    """Exposes the kernel's drop count for our UDP socket, read at scrape time."""
+
+    def __init__(self, read: Callable[[], int | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        value = self._read()
+        fam = CounterMetricFamily(
+            "faaslens_udp_receive_buffer_drops",
+            "Datagrams the kernel dropped because our receive buffer was full (/proc/net/udp)",
+        )
+        if value is not None:
+            fam.add_metric([], value)
+        yield fam
+
+
+class SelfMetrics:
+    """Counters and gauges about the worker itself, pre-bound for the hot path."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.datagrams = Counter(
+            "faaslens_datagrams_received", "UDP datagrams received", registry=registry
+        )
+        self.tcp_frames = Counter(
+            "faaslens_tcp_frames_received", "Frames received over TCP", registry=registry
+        )
+        self.bytes = Counter(
+            "faaslens_bytes_received", "Bytes received", ["transport"], registry=registry
+        )
+        self.udp_bytes = self.bytes.labels("udp")
+        self.tcp_bytes = self.bytes.labels("tcp")
+        self.frames_rejected = Counter(
+            "faaslens_frames_rejected", "Frames rejected whole", ["reason"], registry=registry
+        )
+        self.frame_reasons = {r: self.frames_rejected.labels(r) for r in FRAME_REASONS}
+        self.frames_dropped = Counter(
+            "faaslens_frames_dropped",
+            "Frames received but dropped before validation",
+            ["reason"],
+            registry=registry,
+        )
+        self.drop_reasons = {r: self.frames_dropped.labels(r) for r in DROP_REASONS}
+        self.events_accepted = Counter(
+            "faaslens_events_accepted", "Events accepted", ["type"], registry=registry
+        )
+        self.accepted_inv = self.events_accepted.labels("inv")
+        self.accepted_log = self.events_accepted.labels("log")
+        self.events_rejected = Counter(
+            "faaslens_events_rejected", "Events rejected", ["reason"], registry=registry
+        )
+        self.event_reasons = {r: self.events_rejected.labels(r) for r in EVENT_REASONS}
+        self.unknown_fields = Counter(
+            "faaslens_unknown_fields", "Unknown event keys removed", registry=registry
+        )
+        self.frames_lost = Counter(
+            "faaslens_frames_lost",
+            "Frames missing from senders' sequence numbers (gaps); see faaslens_frames_late",
+            registry=registry,
+        )
+        self.frames_late = Counter(
+            "faaslens_frames_late",
+            "Frames that arrived after a higher sequence number (each was first counted lost)",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "faaslens_queue_depth", "Frames waiting for validation", registry=registry
+        )
+        self.tcp_connections = Gauge(
+            "faaslens_tcp_connections", "Open TCP connections", registry=registry
+        )
+        self.udp_rcvbuf = Gauge(
+            "faaslens_udp_receive_buffer_bytes",
+            "Actual SO_RCVBUF of the UDP socket (as the kernel reports it)",
+            registry=registry,
+        )
+        self.docs_built = Counter(
+            "faaslens_docs_built", "Documents built for the sink", ["index"], registry=registry
+        )
+        self.docs_built_by_kind = {
+            k: self.docs_built.labels(k) for k in ("invocations", "logs", "errors")
+        }
+        self.batches = Counter(
+            "faaslens_batches_written",
+            "Batches handed to the sink and confirmed",
+            registry=registry,
+        )
+        self.sink_errors = Counter(
+            "faaslens_sink_write_errors",
+            "Sink writes that raised (the batch is retried)",
+            registry=registry,
+        )
+        self.internal_errors = Counter(
+            "faaslens_internal_errors",
+            "Unexpected exceptions caught in the pipeline (a bug: see the log)",
+            ["stage"],
+            registry=registry,
+        )
+        self.docs_dropped = Counter(
+            "faaslens_docs_dropped",
+            "Documents built but never handed to the sink (shutdown deadline passed)",
+            ["reason"],
+            registry=registry,
+        )
+        self._kernel: _KernelDrops | None = None
+
+    def watch_kernel_drops(self, read: Callable[[], int | None]) -> None:
+        """Expose ``read()`` (the socket's kernel drop count) at scrape time."""
+        if self._kernel is None:
+            self._kernel = _KernelDrops(read)
+            self.registry.register(self._kernel)

@@ -1,0 +1,495 @@
+"""Frame validation: bytes in, documents and invocation records out.
+
+Pure and synchronous (no I/O, no metrics) so it can run on any thread and be
+checked against the test vectors byte for byte. The rules are those of
+``docs/protocol.md``; every rejection carries one of the bounded reasons of
+:mod:`ingest.events`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from ingest.events import Doc
+
+__all__ = ["FrameResult", "Validator", "day_of"]
+
+# Field kinds. Small ints compared with `is`-free `==` keep the per-field loop cheap.
+_SKIP: Final = 0  # "t": already dispatched on
+_STR: Final = 1  # string, length <= limit
+_UINT: Final = 2  # integer (not bool), 0 <= value <= limit
+_NUM: Final = 3  # finite number (not bool), >= 0
+_BOOL: Final = 4
+_ENUM: Final = 5  # string in a set
+_HEX: Final = 6  # lowercase hex string of exactly `limit` digits
+_EXEC: Final = 7  # string of 1..128 chars
+_INV_LABELS: Final = 8
+_LOG_LABELS: Final = 9
+_METRICS: Final = 10
+
+_MAX_INT: Final = (1 << 63) - 1
+# 9999-12-31T23:59:59.999Z: the last millisecond a YYYY.MM.DD day name can hold.
+_MAX_TS: Final = 253_402_300_799_999
+_MS_PER_DAY: Final = 86_400_000
+
+_OUTCOMES: Final = frozenset({"success", "failure", "unknown"})
+_TRIGGERS: Final = frozenset({"http", "pubsub", "datasource", "timer", "other"})
+_LEVELS: Final = frozenset({"debug", "info", "warning", "error", "critical"})
+_METRIC_KINDS: Final = frozenset({"counter", "gauge", "histogram"})
+_ERROR_LEVELS: Final = frozenset({"error", "critical"})
+
+_Spec = tuple[int, Any]
+
+RESOURCE_FIELDS: Final[dict[str, _Spec]] = {
+    "service.name": (_STR, 256),
+    "service.version": (_STR, 256),
+    "service.environment": (_STR, 256),
+    "service.node.name": (_STR, 256),
+    "faas.name": (_STR, 256),
+    "faas.version": (_STR, 256),
+    "faas.id": (_STR, 256),
+    "faas.max_memory": (_UINT, _MAX_INT),
+    "cloud.provider": (_STR, 32),
+    "cloud.region": (_STR, 128),
+    "cloud.account.id": (_STR, 128),
+    "host.architecture": (_STR, 32),
+}
+
+_ERROR_FIELDS: Final[dict[str, _Spec]] = {
+    "error.type": (_STR, 256),
+    "error.message": (_STR, 8 * 1024),
+    "error.stack_trace": (_STR, 32 * 1024),
+    "error.grouping_key": (_STR, 64),
+}
+_TRACE_FIELDS: Final[dict[str, _Spec]] = {"trace.id": (_HEX, 32), "span.id": (_HEX, 16)}
+
+INV_FIELDS: Final[dict[str, _Spec]] = {
+    **RESOURCE_FIELDS,
+    "t": (_SKIP, None),
+    "faas.execution": (_EXEC, 128),
+    "@timestamp": (_UINT, _MAX_TS),
+    "event.duration": (_UINT, _MAX_INT),
+    "event.outcome": (_ENUM, _OUTCOMES),
+    "faas.coldstart": (_BOOL, None),
+    "faas.coldstart_duration": (_UINT, _MAX_INT),
+    "faas.trigger.type": (_ENUM, _TRIGGERS),
+    "faas.mem_usage": (_UINT, _MAX_INT),
+    "faas.billed_duration": (_UINT, _MAX_INT),
+    "faas.cost.usd": (_NUM, None),
+    "faas.cost.gb_seconds": (_NUM, None),
+    "faas.cost.price_id": (_STR, 64),
+    **_TRACE_FIELDS,
+    **_ERROR_FIELDS,
+    "labels": (_INV_LABELS, None),
+    "metrics": (_METRICS, None),
+}
+INV_REQUIRED: Final = (
+    "faas.execution",
+    "@timestamp",
+    "event.duration",
+    "event.outcome",
+    "faas.coldstart",
+)
+
+LOG_FIELDS: Final[dict[str, _Spec]] = {
+    **RESOURCE_FIELDS,
+    "t": (_SKIP, None),
+    "@timestamp": (_UINT, _MAX_TS),
+    "event.sequence": (_UINT, _MAX_INT),
+    "log.level": (_ENUM, _LEVELS),
+    "message": (_STR, 32 * 1024),
+    "faas.execution": (_EXEC, 128),
+    "log.logger": (_STR, 256),
+    **_TRACE_FIELDS,
+    **_ERROR_FIELDS,
+    "labels": (_LOG_LABELS, None),
+}
+LOG_REQUIRED: Final = ("@timestamp", "event.sequence", "log.level", "message")
+_INV_REQUIRED_SET: Final = frozenset(INV_REQUIRED)
+_LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
+
+# Of an event, the keys an error document keeps (besides the resource fields).
+ERROR_DOC_EVENT_FIELDS: Final = frozenset(
+    {
+        "@timestamp",
+        "faas.execution",
+        "faas.coldstart",
+        "event.outcome",
+        "log.level",
+        "log.logger",
+        "message",
+        "trace.id",
+        "span.id",
+        "labels",
+        *_ERROR_FIELDS,
+    }
+)
+_ERROR_DOC_FIELDS: Final = ERROR_DOC_EVENT_FIELDS | frozenset(RESOURCE_FIELDS)
+
+_ENVELOPE_KEYS: Final = frozenset({"v", "src", "seq", "res", "ev"})
+_MAX_EVENTS: Final = 1000
+_INV_LABELS_MAX: Final = 32
+_INV_LABEL_VALUE_MAX: Final = 1024
+_LOG_LABELS_MAX: Final = 64
+_LOG_LABELS_DEPTH: Final = 4  # levels of objects/arrays, the labels object itself included
+_METRICS_MAX: Final = 64
+_METRIC_LABELS_MAX: Final = 5
+_METRIC_LABEL_VALUE_MAX: Final = 64
+_METRIC_UNIT_MAX: Final = 16
+
+_SRC_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_KEY_ID_RE: Final = re.compile(rb"[A-Za-z0-9_.\-]{1,32}")
+_SIG_RE: Final = re.compile(rb"[0-9a-f]{64}")
+_METRIC_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
+_HEX_RE: Final = {
+    32: re.compile(r"[0-9a-f]{32}").fullmatch,
+    16: re.compile(r"[0-9a-f]{16}").fullmatch,
+}
+_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+
+_days: dict[int, str] = {}
+
+
+def day_of(ts_ms: int) -> str:
+    """UTC day of an epoch-milliseconds timestamp as ``YYYY.MM.DD`` (cached per day)."""
+    n = ts_ms // _MS_PER_DAY
+    day = _days.get(n)
+    if day is None:
+        if len(_days) > 4096:  # a flood of distinct days must not grow the cache forever
+            _days.clear()
+        day = datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y.%m.%d")
+        _days[n] = day
+    return day
+
+
+@dataclass(slots=True)
+class FrameResult:
+    """What one frame became."""
+
+    rejected: str | None  # frame-level reason (events.FRAME_REASONS) or None
+    docs: list[Doc] = field(default_factory=list)  # per event: its doc, then its error doc
+    invocations: list[dict[str, Any]] = field(default_factory=list)  # res + inv, with "metrics"
+    event_rejections: list[str] = field(default_factory=list)  # one reason per rejected event
+    unknown_fields: int = 0
+    src: str | None = None
+    seq: int | None = None
+
+
+class _Reject(Exception):  # control flow inside the validator, never escapes
+    """Raised inside the validator to reject the current event with a reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _depth_ok(value: Any, budget: int) -> bool:
+    """True if ``value`` nests at most ``budget`` levels of objects/arrays (scalars: 0)."""
+    tv = type(value)
+    if tv is dict:
+        return budget > 0 and all(_depth_ok(v, budget - 1) for v in value.values())
+    if tv is list:
+        return budget > 0 and all(_depth_ok(v, budget - 1) for v in value)
+    return True
+
+
+def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
+    """Validate one custom metric object; return it without unknown keys and their count."""
+    if type(m) is not dict:
+        raise _Reject("wrong_type")
+    unknown = 0
+    for req in ("name", "kind", "value"):
+        if req not in m:
+            raise _Reject("missing_field")
+    name = m["name"]
+    kind = m["kind"]
+    value = m["value"]
+    if type(name) is not str or type(kind) is not str:
+        raise _Reject("wrong_type")
+    if _METRIC_NAME_RE.fullmatch(name) is None:
+        raise _Reject("too_large" if len(name) > 64 else "bad_value")
+    if kind not in _METRIC_KINDS:
+        raise _Reject("bad_value")
+    tv = type(value)
+    if tv is not int and tv is not float:
+        raise _Reject("wrong_type")
+    if (tv is float and not math.isfinite(value)) or (kind == "counter" and value < 0):
+        raise _Reject("bad_value")
+    labels = m.get("labels")
+    if labels is not None or "labels" in m:
+        if type(labels) is not dict:
+            raise _Reject("wrong_type")
+        if len(labels) > _METRIC_LABELS_MAX:
+            raise _Reject("too_large")
+        for lk, lv in labels.items():
+            if _METRIC_NAME_RE.fullmatch(lk) is None:
+                raise _Reject("bad_value")
+            if type(lv) is not str:
+                raise _Reject("wrong_type")
+            if len(lv) > _METRIC_LABEL_VALUE_MAX:
+                raise _Reject("too_large")
+    if "unit" in m:
+        unit = m["unit"]
+        if type(unit) is not str:
+            raise _Reject("wrong_type")
+        if len(unit) > _METRIC_UNIT_MAX:
+            raise _Reject("too_large")
+    if len(m) > 3 + ("labels" in m) + ("unit" in m):
+        extra = [k for k in m if k not in _METRIC_KEYS]
+        unknown = len(extra)
+        m = {k: v for k, v in m.items() if k in _METRIC_KEYS}
+    return m, unknown
+
+
+def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
+    """Check every known key of ``ev`` in place; remove unknown keys and return their count.
+
+    Raises :class:`_Reject` with the first problem found.
+    """
+    unknown: list[str] | None = None
+    for key, val in ev.items():
+        s = spec.get(key)
+        if s is None:
+            if unknown is None:
+                unknown = [key]
+            else:
+                unknown.append(key)
+            continue
+        code, lim = s
+        tv = type(val)
+        # Fast paths first: valid values of the common kinds cost one test each.
+        if code == _STR:
+            if tv is str and len(val) <= lim:
+                continue
+            raise _Reject("wrong_type" if tv is not str else "too_large")
+        if code == _UINT:
+            if tv is int and 0 <= val <= lim:
+                continue
+            raise _Reject("wrong_type" if tv is not int else "bad_value")
+        if code == _ENUM:
+            if tv is str and val in lim:
+                continue
+            raise _Reject("wrong_type" if tv is not str else "bad_value")
+        if code == _HEX:
+            if tv is str and _HEX_RE[lim](val) is not None:
+                continue
+            raise _Reject("wrong_type" if tv is not str else "bad_value")
+        if code == _EXEC:
+            if tv is str and 0 < len(val) <= lim:
+                continue
+            if tv is not str:
+                raise _Reject("wrong_type")
+            raise _Reject("too_large" if val else "bad_value")
+        if code == _BOOL:
+            if tv is bool:
+                continue
+            raise _Reject("wrong_type")
+        if code == _NUM:
+            if tv is not int and tv is not float:
+                raise _Reject("wrong_type")
+            if val < 0 or (tv is float and not math.isfinite(val)):
+                raise _Reject("bad_value")
+        elif code == _INV_LABELS:
+            if tv is not dict:
+                raise _Reject("wrong_type")
+            if len(val) > _INV_LABELS_MAX:
+                raise _Reject("too_large")
+            for lv in val.values():
+                if type(lv) is not str:
+                    raise _Reject("wrong_type")
+                if len(lv) > _INV_LABEL_VALUE_MAX:
+                    raise _Reject("too_large")
+        elif code == _LOG_LABELS:
+            if tv is not dict:
+                raise _Reject("wrong_type")
+            if len(val) > _LOG_LABELS_MAX:
+                raise _Reject("too_large")
+            for lv in val.values():
+                tl = type(lv)
+                if (tl is dict or tl is list) and not _depth_ok(lv, _LOG_LABELS_DEPTH - 1):
+                    raise _Reject("too_large")
+        elif code == _METRICS:
+            if tv is not list:
+                raise _Reject("wrong_type")
+            if len(val) > _METRICS_MAX:
+                raise _Reject("too_large")
+            cleaned = []
+            extra = 0
+            for m in val:
+                cm, n = _check_metric(m)
+                cleaned.append(cm)
+                extra += n
+            if extra:
+                ev[key] = cleaned  # same key: safe while iterating
+                if unknown is None:
+                    unknown = []
+                unknown.extend([""] * extra)
+    if unknown is None:
+        return 0
+    for key in unknown:
+        if key:
+            del ev[key]
+    return len(unknown)
+
+
+class Validator:
+    """Turns frames into documents and invocation records, per ``docs/protocol.md``.
+
+    Stateless apart from its configuration, so one instance serves any thread.
+    """
+
+    __slots__ = ("_keys", "_max_frame", "_require")
+
+    def __init__(
+        self,
+        *,
+        hmac_keys: Mapping[str, str] | None = None,
+        require_signature: bool = False,
+        max_frame_bytes: int = 1 << 20,
+    ) -> None:
+        self._keys: dict[bytes, bytes] = {
+            k.encode(): v.encode() for k, v in (hmac_keys or {}).items()
+        }
+        self._require = require_signature
+        self._max_frame = max_frame_bytes
+
+    def _unwrap(self, frame: bytes) -> bytes | str:
+        """Check size and signature; return the JSON bytes or a frame-level reason."""
+        if frame[-1:] == b"\n":  # framing, not part of the JSON (nor of what was signed)
+            frame = frame[:-1]
+        if len(frame) > self._max_frame:
+            return "too_large"
+        if frame[:3] != b"s1 ":
+            return "unsigned" if self._require else frame
+        parts = frame.split(b" ", 3)
+        if len(parts) != 4:
+            return "bad_signature"
+        _, key_id, sig, body = parts
+        if _KEY_ID_RE.fullmatch(key_id) is None or _SIG_RE.fullmatch(sig) is None:
+            return "bad_signature"
+        secret = self._keys.get(key_id)
+        if secret is None:
+            return "unknown_key"
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(expected, sig):
+            return "bad_signature"
+        return body
+
+    def validate(self, frame: bytes) -> FrameResult:
+        """Validate one frame (without its transport framing, a trailing LF allowed)."""
+        body = self._unwrap(frame)
+        if type(body) is str:
+            return FrameResult(body)
+        try:
+            env = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return FrameResult("bad_json")
+        if type(env) is not dict:
+            return FrameResult("bad_json")
+        v = env.get("v")
+        if type(v) is int and v != 1:
+            return FrameResult("bad_version")
+        src = env.get("src")
+        seq = env.get("seq")
+        evs = env.get("ev")
+        res = env.get("res")
+        if (
+            type(v) is not int
+            or type(src) is not str
+            or _SRC_RE.fullmatch(src) is None
+            or type(seq) is not int
+            or seq < 1
+            or seq > _MAX_INT
+            or type(evs) is not list
+            or not 0 < len(evs) <= _MAX_EVENTS
+            or not _ENVELOPE_KEYS.issuperset(env)
+        ):
+            return FrameResult("bad_envelope")
+        result = FrameResult(None, src=src, seq=seq)
+        if res is None and "res" not in env:
+            res = {}
+        elif type(res) is not dict:
+            result.rejected = "bad_envelope"
+            return result
+        elif res:
+            try:
+                result.unknown_fields += _check_fields(res, RESOURCE_FIELDS)
+            except _Reject:
+                result.rejected = "bad_envelope"
+                return result
+        docs = result.docs
+        for ev in evs:
+            try:
+                if type(ev) is not dict:
+                    raise _Reject("wrong_type")
+                t = ev.get("t")
+                if t == "inv":
+                    if not ev.keys() >= _INV_REQUIRED_SET:
+                        raise _Reject("missing_field")
+                    result.unknown_fields += _check_fields(ev, INV_FIELDS)
+                    self._inv(res, ev, result)
+                elif t == "log":
+                    if not ev.keys() >= _LOG_REQUIRED_SET:
+                        raise _Reject("missing_field")
+                    result.unknown_fields += _check_fields(ev, LOG_FIELDS)
+                    self._log(res, ev, src, docs)
+                elif t is None and "t" not in ev:
+                    raise _Reject("missing_field")
+                else:
+                    raise _Reject("unknown_type")
+            except _Reject as rej:
+                result.event_rejections.append(rej.reason)
+        return result
+
+    @staticmethod
+    def _inv(res: dict[str, Any], ev: dict[str, Any], result: FrameResult) -> None:
+        merged = res.copy()
+        merged.update(ev)
+        del merged["t"]
+        metrics = merged.pop("metrics", None)
+        ts: int = merged["@timestamp"]
+        exec_id: str = merged["faas.execution"]
+        day = day_of(ts)
+        merged["event.dataset"] = "faas.invocation"
+        merged["event.kind"] = "event"
+        merged["event.start"] = ts
+        merged["event.end"] = ts + merged["event.duration"] // 1_000_000
+        result.docs.append(Doc("invocations", exec_id, day, orjson.dumps(merged)))
+        if "error.type" in merged:
+            result.docs.append(Doc("errors", exec_id, day, _error_source(merged)))
+        if metrics is not None:
+            merged["metrics"] = metrics
+        result.invocations.append(merged)
+
+    @staticmethod
+    def _log(res: dict[str, Any], ev: dict[str, Any], src: str, docs: list[Doc]) -> None:
+        merged = res.copy()
+        merged.update(ev)
+        del merged["t"]
+        ts: int = merged["@timestamp"]
+        exec_id = merged.get("faas.execution")
+        doc_id = f"{exec_id if exec_id is not None else src}-{merged['event.sequence']}"
+        day = day_of(ts)
+        merged["event.dataset"] = "faas.log"
+        merged["event.kind"] = "event"
+        docs.append(Doc("logs", doc_id, day, orjson.dumps(merged)))
+        if "error.type" in merged and merged["log.level"] in _ERROR_LEVELS:
+            docs.append(Doc("errors", doc_id, day, _error_source(merged)))
+
+
+def _error_source(merged: dict[str, Any]) -> bytes:
+    """The error document's source from a merged (resource + event) document."""
+    doc = {k: v for k, v in merged.items() if k in _ERROR_DOC_FIELDS}
+    doc["event.dataset"] = "faas.error"
+    doc["event.kind"] = "event"
+    return orjson.dumps(doc)

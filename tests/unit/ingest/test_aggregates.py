@@ -1,0 +1,283 @@
+"""Prometheus aggregates: values, labels, exemplars, custom metrics, cap + overflow, TTL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest
+from prometheus_client.utils import floatToGoString
+
+from ingest.aggregates import CORE_LABELS, OVERFLOW, Aggregates
+
+LABELS = {
+    "function": "checkout",
+    "version": "7",
+    "environment": "prod",
+    "outcome": "success",
+    "coldstart": "false",
+    "provider": "aws",
+    "region": "eu-west-1",
+    "trigger": "http",
+}
+
+
+def record(**over: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "faas.name": "checkout",
+        "faas.version": "7",
+        "service.environment": "prod",
+        "cloud.provider": "aws",
+        "cloud.region": "eu-west-1",
+        "faas.trigger.type": "http",
+        "faas.execution": "exec-1",
+        "@timestamp": 1,
+        "event.duration": 250_000_000,
+        "event.outcome": "success",
+        "faas.coldstart": False,
+    }
+    rec.update(over)
+    return rec
+
+
+def openmetrics(reg: CollectorRegistry) -> bytes:
+    out: bytes = generate_latest(reg)  # type: ignore[no-untyped-call]
+    return out
+
+
+def le(bound: float) -> str:
+    out: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+    return out
+
+
+@pytest.fixture
+def reg() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def value(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return reg.get_sample_value(name, {**LABELS, **labels} if labels is not None else None)
+
+
+def test_core_metrics(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(
+        record(
+            **{
+                "faas.billed_duration": 300,
+                "faas.cost.usd": 0.5,
+                "faas.cost.gb_seconds": 0.25,
+                "faas.mem_usage": 100 * 2**20,
+            }
+        ),
+        0.0,
+    )
+    agg.observe(
+        record(
+            **{
+                "event.outcome": "failure",
+                "faas.coldstart": True,
+                "faas.coldstart_duration": 400_000_000,
+            }
+        ),
+        0.0,
+    )
+    assert value(reg, "faas_invocations_total") == 1
+    failed = {"outcome": "failure", "coldstart": "true"}
+    assert value(reg, "faas_invocations_total", **failed) == 1
+    assert value(reg, "faas_errors_total", **failed) == 1
+    assert value(reg, "faas_errors_total") is None  # no error series for successes
+    assert value(reg, "faas_coldstarts_total", **failed) == 1
+    assert value(reg, "faas_init_duration_seconds_sum", **failed) == pytest.approx(0.4)
+    assert value(reg, "faas_invoke_duration_seconds_count") == 1
+    assert value(reg, "faas_invoke_duration_seconds_sum") == pytest.approx(0.25)
+    assert value(reg, "faas_invoke_duration_seconds_bucket", le="0.25") == 1
+    assert value(reg, "faas_invoke_duration_seconds_bucket", le="0.1") == 0
+    assert value(reg, "faas_billed_duration_seconds_total") == pytest.approx(0.3)
+    assert value(reg, "faas_cost_usd_total") == pytest.approx(0.5)
+    assert value(reg, "faas_billed_gb_seconds_total") == pytest.approx(0.25)
+    assert value(reg, "faas_mem_usage_bytes_bucket", le=le(128 * 2**20)) == 1
+    assert value(reg, "faas_mem_usage_bytes_count") == 1
+
+
+def test_missing_optional_labels_are_empty(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    rec = record()
+    for key in ("faas.version", "service.environment", "cloud.region", "faas.trigger.type"):
+        del rec[key]
+    agg.observe(rec, 0.0)
+    labels = dict.fromkeys(CORE_LABELS, "")
+    labels.update(function="checkout", outcome="success", coldstart="false", provider="aws")
+    assert reg.get_sample_value("faas_invocations_total", labels) == 1
+
+
+def test_no_created_series(reg: CollectorRegistry) -> None:
+    Aggregates(reg).observe(record(), 0.0)
+    assert b"_created" not in openmetrics(reg)
+
+
+def test_exemplar_in_openmetrics(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    agg.observe(record(**{"faas.execution": "8f3c-abc", "trace.id": trace}), 0.0)
+    text = openmetrics(reg).decode()
+    line = next(
+        x
+        for x in text.splitlines()
+        if x.startswith("faas_invoke_duration_seconds_bucket") and 'le="0.25"' in x
+    )
+    assert f'# {{invocation_id="8f3c-abc",trace_id="{trace}"}} 0.25' in line
+
+
+@pytest.mark.parametrize(("length", "has_trace"), [(75, True), (76, False), (115, False)])
+def test_exemplar_fits_128_characters(reg: CollectorRegistry, length: int, has_trace: bool) -> None:
+    agg = Aggregates(reg)
+    exec_id = "e" * length
+    agg.observe(record(**{"faas.execution": exec_id, "trace.id": "a" * 32}), 0.0)
+    text = openmetrics(reg).decode()
+    assert f'invocation_id="{exec_id}"' in text
+    assert ('trace_id="' in text) is has_trace
+
+
+def test_exemplar_dropped_when_id_alone_too_long(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(record(**{"faas.execution": "e" * 128}), 0.0)
+    assert "invocation_id" not in openmetrics(reg).decode()
+    assert value(reg, "faas_invocations_total") == 1
+
+
+def test_series_cap_and_overflow(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg, series_cap=3)
+    for i in range(10):
+        agg.observe(record(**{"faas.name": f"fn{i}", "event.outcome": "failure"}), 0.0)
+    for i in range(3):
+        assert value(reg, "faas_invocations_total", function=f"fn{i}", outcome="failure") == 1
+    assert value(reg, "faas_invocations_total", function="fn3", outcome="failure") is None
+    overflow = dict.fromkeys(CORE_LABELS, OVERFLOW)
+    assert reg.get_sample_value("faas_invocations_total", overflow) == 7
+    assert reg.get_sample_value("faas_errors_total", overflow) == 7
+    assert (
+        reg.get_sample_value("faaslens_series_overflow_total", {"metric": "faas_invocations_total"})
+        == 7
+    )
+    # totals stay right
+    total = sum(s.value for m in reg.collect() if m.name == "faas_invocations" for s in m.samples)
+    assert total == 10
+
+
+def test_ttl_expiry_removes_series(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg, series_ttl_s=60)
+    agg.observe(record(**{"faas.name": "old", "faas.mem_usage": 1}), 0.0)
+    agg.observe(
+        record(
+            **{"faas.name": "new", "metrics": [{"name": "orders", "kind": "counter", "value": 1}]}
+        ),
+        50.0,
+    )
+    assert agg.sweep(59.0) == 0
+    assert agg.sweep(61.0) == 1
+    assert value(reg, "faas_invocations_total", function="old") is None
+    assert value(reg, "faas_mem_usage_bytes_count", function="old") is None
+    assert value(reg, "faas_invocations_total", function="new") == 1
+    assert reg.get_sample_value("faaslens_series_expired_total") == 1
+    # a series that comes back starts again from zero
+    agg.observe(record(**{"faas.name": "old"}), 62.0)
+    assert value(reg, "faas_invocations_total", function="old") == 1
+    assert agg.sweep(200.0) == 3  # old, new and the custom series
+    assert reg.get_sample_value("faas_custom_orders_total", {"function": "new"}) is None
+
+
+def test_custom_metrics(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(
+        record(
+            metrics=[
+                {"name": "orders", "kind": "counter", "value": 2, "labels": {"shop": "eu"}},
+                {"name": "queue_len", "kind": "gauge", "value": 7},
+                {"name": "basket", "kind": "histogram", "value": 0.3, "unit": "eur"},
+            ]
+        ),
+        0.0,
+    )
+    agg.observe(
+        record(
+            metrics=[
+                {"name": "orders", "kind": "counter", "value": 3, "labels": {"shop": "eu"}},
+                {"name": "queue_len", "kind": "gauge", "value": 4},
+            ]
+        ),
+        0.0,
+    )
+    fn = {"function": "checkout"}
+    assert reg.get_sample_value("faas_custom_orders_total", {**fn, "shop": "eu"}) == 5
+    assert reg.get_sample_value("faas_custom_queue_len", fn) == 4
+    assert reg.get_sample_value("faas_custom_basket_count", fn) == 1
+    assert reg.get_sample_value("faas_custom_basket_bucket", {**fn, "le": "0.5"}) == 1
+
+
+def test_custom_metric_conflicts_rejected_and_counted(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(record(metrics=[{"name": "x", "kind": "counter", "value": 1}]), 0.0)
+    agg.observe(record(metrics=[{"name": "x", "kind": "gauge", "value": 1}]), 0.0)
+    agg.observe(record(metrics=[{"name": "x_total", "kind": "gauge", "value": 1}]), 0.0)
+    agg.observe(
+        record(metrics=[{"name": "x", "kind": "counter", "value": 1, "labels": {"extra": "1"}}]),
+        0.0,
+    )
+    agg.observe(
+        record(metrics=[{"name": "h", "kind": "histogram", "value": 1, "labels": {"le": "1"}}]), 0.0
+    )
+    rejected = "faaslens_custom_metrics_rejected_total"
+    assert reg.get_sample_value(rejected, {"reason": "kind_conflict"}) == 2
+    assert reg.get_sample_value(rejected, {"reason": "label_conflict"}) == 1
+    assert reg.get_sample_value(rejected, {"reason": "invalid"}) == 1
+    assert reg.get_sample_value("faas_custom_x_total", {"function": "checkout"}) == 1
+    assert value(reg, "faas_invocations_total") == 5  # the invocations still count
+
+
+def test_custom_metric_function_label_comes_from_the_worker(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(
+        record(
+            metrics=[
+                {
+                    "name": "c",
+                    "kind": "counter",
+                    "value": 1,
+                    "labels": {"function": "spoof", "a": "1"},
+                }
+            ]
+        ),
+        0.0,
+    )
+    assert reg.get_sample_value("faas_custom_c_total", {"function": "checkout", "a": "1"}) == 1
+
+
+def test_custom_metric_names_capped(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg, custom_metrics_cap=2)
+    agg.observe(
+        record(metrics=[{"name": f"m{i}", "kind": "gauge", "value": i} for i in range(4)]), 0.0
+    )
+    assert (
+        reg.get_sample_value(
+            "faaslens_custom_metrics_rejected_total", {"reason": "too_many_metrics"}
+        )
+        == 2
+    )
+    assert reg.get_sample_value("faas_custom_m1", {"function": "checkout"}) == 1
+
+
+def test_custom_series_cap(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg, series_cap=2)
+    for i in range(5):
+        agg.observe(
+            record(
+                metrics=[{"name": "c", "kind": "counter", "value": 1, "labels": {"user": f"u{i}"}}]
+            ),
+            0.0,
+        )
+    assert (
+        reg.get_sample_value("faas_custom_c_total", {"function": OVERFLOW, "user": OVERFLOW}) == 3
+    )
+    assert reg.get_sample_value("faaslens_series_overflow_total", {"metric": "faas_custom_c"}) == 3

@@ -119,7 +119,7 @@ def run_baseline(es: Es, prefix: str, docs: Sequence[Doc], batch: int, streams: 
     actions = [
         {
             "_op_type": "create",
-            "_index": d.index(prefix),
+            "_index": d.index_name(prefix),
             "_id": d.doc_id,
             "_source": orjson.loads(d.source),
         }

@@ -69,10 +69,10 @@ async def worker_run(
     Elasticsearch the clock stops when every document is indexed.
     """
     from ingest.config import IngestConfig
-    from ingest.runner import SWITCH_INTERVAL_S, Worker, configure_logging
+    from ingest.runner import Worker, configure_logging, tune_process
     from ingest.sink_null import NullSink
 
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as `faaslens ingest` runs
+    tune_process()  # as `faaslens ingest` runs
     configure_logging("warning")
 
     cfg = IngestConfig(

@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
 import orjson
@@ -60,9 +61,20 @@ def build_body(docs: Sequence[Doc], prefix: str) -> bytes:
     """The NDJSON bulk body for ``docs``: one action line and one source line each."""
     parts: list[bytes] = []
     append = parts.append
+    heads: dict[tuple[str, str], bytes] = {}  # (kind, day) -> action line up to the id
+    dumps = orjson.dumps
+    json_string = encode_basestring_ascii  # C; for a short str cheaper than orjson.dumps
     for doc in docs:
-        append(action_line(doc.index(prefix), doc.doc_id))
-        append(doc.source)
+        kind, doc_id, day, source = doc
+        head = heads.get((kind, day))
+        if head is None:
+            index = dumps(f"{prefix}-{kind}-{day}")
+            head = heads[(kind, day)] = b'{"create":{"_index":' + index + b',"_id":'
+        # Same bytes as action_line(), without a dict per document.
+        append(head)
+        append(json_string(doc_id).encode())
+        append(b"}}\n")
+        append(source)
         append(b"\n")
     return b"".join(parts)
 

@@ -136,8 +136,10 @@ def load_config(
     """Merge defaults, the TOML file, ``FAASLENS_*`` variables and flags."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    path = config_file or (getattr(args, "config", None) if args else None) or env.get(
-        ENV_PREFIX + "CONFIG"
+    path = (
+        config_file
+        or (getattr(args, "config", None) if args else None)
+        or env.get(ENV_PREFIX + "CONFIG")
     )
     if path:
         try:

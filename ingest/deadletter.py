@@ -31,7 +31,7 @@ def encode_line(failure: ItemFailure, prefix: str, now: datetime) -> bytes:
     head = orjson.dumps(
         {
             "time": now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "index": failure.doc.index(prefix),
+            "index": failure.doc.index_name(prefix),
             "id": failure.doc.doc_id,
             "status": failure.status,
             "reason": failure.reason,

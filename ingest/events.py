@@ -7,8 +7,7 @@ serialized, so batching and the bulk body never touch the JSON again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 IndexKind = Literal["invocations", "logs", "errors"]
 
@@ -31,16 +30,19 @@ EVENT_REASONS: tuple[str, ...] = (
 )
 
 
-@dataclass(slots=True, frozen=True)
-class Doc:
-    """One Elasticsearch document ready for the bulk API."""
+class Doc(NamedTuple):
+    """One Elasticsearch document ready for the bulk API.
+
+    A named tuple, not a frozen dataclass: the validator makes several per frame
+    and a tuple is built ~10x faster.
+    """
 
     kind: IndexKind
     doc_id: str
     day: str  # UTC day of @timestamp, "YYYY.MM.DD"
     source: bytes  # orjson-serialized _source
 
-    def index(self, prefix: str) -> str:
+    def index_name(self, prefix: str) -> str:
         """The daily index this document belongs to."""
         return f"{prefix}-{self.kind}-{self.day}"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -37,11 +38,26 @@ from ingest.source_tcp import TcpSource
 from ingest.source_udp import UdpSource
 from ingest.validate import Validator
 
-__all__ = ["Worker", "configure_logging", "main", "make_sink"]
+__all__ = ["Worker", "configure_logging", "main", "make_sink", "tune_process"]
 
 log = structlog.get_logger("faaslens.ingest")
 
 SWITCH_INTERVAL_S = 0.0002
+# Young-generation collections per allocated container: the default (700) runs one
+# every few frames, each walking the batches being built.
+GC_THRESHOLD = (20_000, 20, 50)
+
+
+def tune_process() -> None:
+    """Interpreter settings for a receive-heavy worker process (called by ``main``)."""
+    # Every recv() gives the GIL up; getting it back waits for the holder's switch
+    # interval. At 5 ms (the default) a busy loop or a /metrics render lets the
+    # receive thread take ~200 datagrams/s; at 0.2 ms it keeps the socket drained.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.set_threshold(*GC_THRESHOLD)
+    # What exists now (modules, registries) lives as long as the process: keep it out
+    # of full collections.
+    gc.freeze()
 
 
 class Worker:
@@ -302,11 +318,7 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"faaslens ingest: {exc}", file=sys.stderr)
         return 2
-    # Every recv() gives the GIL up; getting it back waits for the holder's switch
-    # interval. At 5 ms (the default) a busy loop or a /metrics render lets the
-    # receive thread take ~200 datagrams/s; at 0.2 ms it keeps the socket drained
-    # (bench/udp_loss.py: 0 lost at 25k full frames/s while scraping 10k series).
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    tune_process()
     try:
         import uvloop
     except ImportError:

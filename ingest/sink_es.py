@@ -391,7 +391,7 @@ class ElasticsearchSink:
             "es_documents_dead_lettered",
             docs=len(failures),
             path=str(self._dead.path),
-            first_index=first.doc.index(self.prefix),
+            first_index=first.doc.index_name(self.prefix),
             first_id=first.doc.doc_id,
             first_status=first.status,
             first_error=f"{first.error_type}: {first.error_reason}",

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import orjson
-
+from ingest.bulk import build_body
 from ingest.events import Doc
 
 __all__ = ["NullSink"]
@@ -41,15 +40,7 @@ class NullSink:
     async def write(self, batch: Sequence[Doc]) -> None:
         """Account for every document of the batch."""
         if self.build_body:
-            prefix = self.prefix
-            parts: list[bytes] = []
-            for doc in batch:
-                parts.append(
-                    orjson.dumps({"create": {"_index": doc.index(prefix), "_id": doc.doc_id}})
-                )
-                parts.append(doc.source)
-            parts.append(b"")
-            self.body_bytes += len(b"\n".join(parts))
+            self.body_bytes += len(build_body(batch, self.prefix))
         if self.keep:
             self.docs.extend(batch)
         self.count += len(batch)

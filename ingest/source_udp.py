@@ -57,18 +57,28 @@ class _MultiRecv:
             _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
         class Msghdr(ctypes.Structure):
-            _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
-                        ("msg_iov", ctypes.POINTER(Iovec)), ("msg_iovlen", ctypes.c_size_t),
-                        ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
-                        ("msg_flags", ctypes.c_int)]
+            _fields_ = [
+                ("msg_name", ctypes.c_void_p),
+                ("msg_namelen", ctypes.c_uint32),
+                ("msg_iov", ctypes.POINTER(Iovec)),
+                ("msg_iovlen", ctypes.c_size_t),
+                ("msg_control", ctypes.c_void_p),
+                ("msg_controllen", ctypes.c_size_t),
+                ("msg_flags", ctypes.c_int),
+            ]
 
         class Mmsghdr(ctypes.Structure):
             _fields_ = [("msg_hdr", Msghdr), ("msg_len", ctypes.c_uint)]
 
         libc = ctypes.PyDLL(None, use_errno=True)
         self._call = libc.recvmmsg
-        self._call.argtypes = [ctypes.c_int, ctypes.POINTER(Mmsghdr), ctypes.c_uint,
-                               ctypes.c_int, ctypes.c_void_p]
+        self._call.argtypes = [
+            ctypes.c_int,
+            ctypes.POINTER(Mmsghdr),
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
         self._call.restype = ctypes.c_int
         self._buf = ctypes.create_string_buffer(self.VLEN * RECV_SIZE)
         base = ctypes.addressof(self._buf)

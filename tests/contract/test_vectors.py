@@ -46,7 +46,7 @@ def test_worker_turns_the_frame_into_the_expected_documents(name: str) -> None:
     result = validator.validate(frame)
     assert result.rejected == spec["rejected"]
     docs = [
-        {"_index": d.index("faaslens"), "_id": d.doc_id, "_source": orjson.loads(d.source)}
+        {"_index": d.index_name("faaslens"), "_id": d.doc_id, "_source": orjson.loads(d.source)}
         for d in result.docs
     ]
     assert docs == spec["docs"]

@@ -77,7 +77,7 @@ def test_invocation_document_fields_and_id() -> None:
     assert (r.src, r.seq) == ("a1b2c3", 7)
     [doc] = r.docs
     assert (doc.kind, doc.doc_id, doc.day) == ("invocations", EXEC, "2025.11.25")
-    assert doc.index("faaslens") == "faaslens-invocations-2025.11.25"
+    assert doc.index_name("faaslens") == "faaslens-invocations-2025.11.25"
     assert src(doc.source) == {
         **RES,
         "faas.execution": EXEC,

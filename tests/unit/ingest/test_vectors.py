@@ -27,7 +27,7 @@ def check(frame_path: Path) -> list[str]:
     if got.rejected != want.get("rejected"):
         problems.append(f"rejected {got.rejected!r} != {want.get('rejected')!r}")
     docs = [
-        {"_index": d.index("faaslens"), "_id": d.doc_id, "_source": orjson.loads(d.source)}
+        {"_index": d.index_name("faaslens"), "_id": d.doc_id, "_source": orjson.loads(d.source)}
         for d in got.docs
     ]
     if docs != want.get("docs", []):

@@ -1,0 +1,262 @@
+"""The fast path of frame validation: typed decoding in C for frames that are valid.
+
+Nearly every frame a worker sees is valid. For those, decoding straight into
+typed structs (msgspec checks types, lengths, ranges and patterns while it
+parses) costs a fraction of parsing into dicts and checking every key in
+Python. The structs are generated from the field specs of
+:mod:`ingest.validate`, so both paths enforce one set of rules.
+
+The fast path only ever *accepts*: on any doubt (a decoding error, an unknown
+key, a value it cannot judge exactly as the reference path would) it returns
+``None`` and the caller runs the reference validator, which alone decides
+rejections, their reasons and unknown-field counts. Equality of both paths on
+the test vectors and on mutated frames is checked by the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, Literal, Union
+
+import msgspec
+import orjson
+from msgspec import UNSET, Meta, UnsetType
+
+__all__ = ["UNSET", "FastDecoder", "dumps_members", "to_dict"]
+
+# Beyond this range orjson parses an integer as a float (and msgspec cannot bound
+# wider): the fast path leaves such numbers to the reference path.
+_INT_MIN: Final = -(1 << 63)
+_INT_MAX: Final = (1 << 63) - 1
+_FLOAT_MAX: Final = 1.7976931348623157e308
+_HEX_DIGITS: Final = "0123456789abcdef"
+
+
+def _attr(key: str) -> str:
+    return "f_" + "".join(c if c.isalnum() else "_" for c in key)
+
+
+class FastDecoder:
+    """Decodes a frame body into envelope structs, or ``None`` when unsure."""
+
+    def __init__(
+        self,
+        *,
+        kinds: Mapping[str, int],
+        resource: Mapping[str, tuple[int, Any]],
+        inv: Mapping[str, tuple[int, Any]],
+        inv_required: tuple[str, ...],
+        log: Mapping[str, tuple[int, Any]],
+        log_required: tuple[str, ...],
+        limits: Mapping[str, int],
+    ) -> None:
+        self._k = kinds
+        self._limits = limits
+        self._label_depth = limits["log_labels_depth"]
+        metric = msgspec.defstruct(
+            "Metric",
+            [
+                ("name", Annotated[str, Meta(min_length=1, max_length=64)]),  # + _name_ok
+                ("kind", Literal["counter", "gauge", "histogram"]),
+                ("value", Union[self._int_any(), self._float_any()]),  # noqa: UP007
+                (
+                    "labels",
+                    Annotated[
+                        dict[
+                            Annotated[str, Meta(min_length=1, max_length=64)],  # + _name_ok
+                            Annotated[str, Meta(max_length=limits["metric_label_value"])],
+                        ],
+                        Meta(max_length=limits["metric_labels"]),
+                    ]
+                    | UnsetType,
+                    UNSET,
+                ),
+                (
+                    "unit",
+                    Annotated[str, Meta(max_length=limits["metric_unit"])] | UnsetType,
+                    UNSET,
+                ),
+            ],
+            kw_only=True,
+            forbid_unknown_fields=True,
+            omit_defaults=True,
+        )
+        self._metric = metric
+        res_struct = self._struct("Resource", resource, (), None)
+        inv_struct = self._struct("Invocation", inv, inv_required, "inv")
+        log_struct = self._struct("Log", log, log_required, "log")
+        event: Any = Union[inv_struct, log_struct]  # noqa: UP007
+        envelope = msgspec.defstruct(
+            "Envelope",
+            [
+                ("v", int),
+                ("src", Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}\Z")]),
+                ("seq", Annotated[int, Meta(ge=1, le=(1 << 63) - 1)]),
+                (
+                    "ev",
+                    Annotated[
+                        list[event],
+                        Meta(min_length=1, max_length=limits["events"]),
+                    ],
+                ),
+                ("res", Union[res_struct, UnsetType], UNSET),  # noqa: UP007
+            ],
+            kw_only=True,
+            forbid_unknown_fields=True,
+        )
+        self._decode: Callable[[bytes], Any] = msgspec.json.Decoder(envelope).decode
+        self.encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+        self.inv_type: type = inv_struct
+        self.log_type: type = log_struct
+        # The resource fields an event may override, read in one C call.
+        self._overrides = operator.attrgetter(*[_attr(k) for k in resource])
+        self._log_labels = operator.attrgetter(_attr("labels"))
+        self._inv_metrics = operator.attrgetter(_attr("metrics"))
+        self._ids = operator.attrgetter(
+            *[_attr(k) for k, (code, _) in inv.items() if code == kinds["hex"]]
+        )
+        if {k for k, (c, _) in log.items() if c == kinds["hex"]} != {
+            k for k, (c, _) in inv.items() if c == kinds["hex"]
+        }:
+            raise ValueError("invocation and log events must share their hex id fields")
+
+    @staticmethod
+    def _int_any() -> Any:
+        return Annotated[int, Meta(ge=_INT_MIN, le=_INT_MAX)]
+
+    @staticmethod
+    def _float_any() -> Any:
+        return Annotated[float, Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
+
+    def _type(self, code: int, lim: Any) -> Any:
+        k = self._k
+        if code == k["str"]:
+            return Annotated[str, Meta(max_length=lim)]
+        if code == k["uint"]:
+            return Annotated[int, Meta(ge=0, le=lim)]
+        if code == k["num"]:
+            return Union[  # noqa: UP007
+                Annotated[int, Meta(ge=0, le=_INT_MAX)],
+                Annotated[float, Meta(ge=0, le=_FLOAT_MAX)],
+            ]
+        if code == k["bool"]:
+            return bool
+        if code == k["enum"]:
+            return Literal[tuple(sorted(lim))]
+        if code == k["hex"]:
+            # Exact length here, the digits in decode(): a pattern costs a regex call.
+            return Annotated[str, Meta(min_length=lim, max_length=lim)]
+        if code == k["exec"]:
+            return Annotated[str, Meta(min_length=1, max_length=lim)]
+        limits = self._limits
+        if code == k["inv_labels"]:
+            value = Annotated[str, Meta(max_length=limits["inv_label_value"])]
+            return Annotated[dict[str, value], Meta(max_length=limits["inv_labels"])]
+        if code == k["log_labels"]:
+            return Annotated[dict[str, Any], Meta(max_length=limits["log_labels"])]
+        if code == k["metrics"]:
+            return Annotated[list[self._metric], Meta(max_length=limits["metrics"])]  # type: ignore[name-defined]
+        raise ValueError(f"no fast type for field kind {code}")
+
+    def _struct(
+        self,
+        name: str,
+        spec: Mapping[str, tuple[int, Any]],
+        required: tuple[str, ...],
+        tag: str | None,
+    ) -> type:
+        fields: list[Any] = []
+        for key, (code, lim) in spec.items():
+            if key == "t":
+                continue
+            typ = self._type(code, lim)
+            if key in required:
+                fields.append((_attr(key), typ, msgspec.field(name=key)))
+            else:
+                fields.append((_attr(key), typ | UnsetType, msgspec.field(default=UNSET, name=key)))
+        options: dict[str, Any] = {"tag_field": "t", "tag": tag} if tag else {}
+        return msgspec.defstruct(
+            name,
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            omit_defaults=True,
+            **options,
+        )
+
+    def decode(self, body: bytes) -> Any:
+        """The envelope struct of a frame body that is certainly valid, else None."""
+        try:
+            env = self._decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        if env.v != 1:
+            return None
+        log_type = self.log_type
+        labels_of = self._log_labels
+        metrics_of = self._inv_metrics
+        ids_of = self._ids
+        for ev in env.ev:
+            for hex_id in ids_of(ev):
+                if hex_id is not UNSET and hex_id.strip(_HEX_DIGITS):
+                    return None  # not lowercase hex
+            if type(ev) is log_type:
+                labels = labels_of(ev)
+                if labels is not UNSET and not _labels_exact(labels, self._label_depth):
+                    return None  # nested or unusual values: the reference path judges
+            else:
+                metrics = metrics_of(ev)
+                if metrics is not UNSET:
+                    for m in metrics:
+                        if (m.kind == "counter" and m.value < 0) or not _name_ok(m.name):
+                            return None
+                        if m.labels is not UNSET and not all(map(_name_ok, m.labels)):
+                            return None
+        return env
+
+    def overrides(self, ev: Any) -> bool:
+        """True if the event sets any resource field (it then overrides the resource's)."""
+        values = self._overrides(ev)
+        return values.count(UNSET) != len(values)
+
+
+def _name_ok(name: str) -> bool:
+    """``[a-zA-Z_][a-zA-Z0-9_]*`` (length is bounded by the decoder), without a regex."""
+    return name.isascii() and name.isidentifier()
+
+
+def _labels_exact(labels: dict[str, Any], depth: int) -> bool:
+    """True if ``labels`` nests at most ``depth`` levels (itself included) and every
+    scalar in it is one both JSON parsers read alike."""
+    for v in labels.values():
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                return False
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif t is dict:
+            if depth <= 1 or not _labels_exact(v, depth - 1):
+                return False
+        elif t is list:
+            if depth <= 1 or not _labels_exact(dict(enumerate(v)), depth - 1):  # type: ignore[arg-type]
+                return False
+        else:
+            return False
+    return True
+
+
+def to_dict(struct: Any) -> dict[str, Any]:
+    """A struct as the dict the reference path would have parsed (wire key names)."""
+    out: dict[str, Any] = msgspec.to_builtins(struct)
+    return out
+
+
+def dumps_members(d: dict[str, Any]) -> bytes:
+    """``d`` serialized without its braces, plus a comma ("" for an empty dict)."""
+    return orjson.dumps(d)[1:-1] + b"," if d else b""

@@ -216,7 +216,9 @@ def main() -> int:
     )
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--scrape-interval", type=float, default=1.0, help="0 = back to back")
-    ap.add_argument("--rcvbuf", type=int, default=8 << 20, help="udp_rcvbuf for the worker")
+    ap.add_argument(
+        "--rcvbuf", type=int, default=32 << 20, help="udp_rcvbuf for the worker (its default)"
+    )
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 30.0)

@@ -90,6 +90,10 @@ class HttpServer:
             pass
         except asyncio.LimitOverrunError:
             await self._respond(writer, 400, b"request head too large\n", "text/plain", False)
+        except asyncio.CancelledError:
+            # stop() cancels idle keep-alive connections. Ending normally: on 3.11 the
+            # stream protocol's done-callback would log a cancelled handler as an error.
+            pass
         finally:
             self._clients.discard(task)
             writer.close()

@@ -45,69 +45,6 @@ def read_kernel_drops(inode: int, family: int = socket.AF_INET) -> int | None:
     return None
 
 
-class _MultiRecv:
-    """recvmmsg(2) through ctypes.PyDLL: many datagrams per call, GIL held throughout."""
-
-    VLEN = 64
-
-    def __init__(self, fd: int) -> None:
-        import ctypes
-
-        class Iovec(ctypes.Structure):
-            _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-        class Msghdr(ctypes.Structure):
-            _fields_ = [
-                ("msg_name", ctypes.c_void_p),
-                ("msg_namelen", ctypes.c_uint32),
-                ("msg_iov", ctypes.POINTER(Iovec)),
-                ("msg_iovlen", ctypes.c_size_t),
-                ("msg_control", ctypes.c_void_p),
-                ("msg_controllen", ctypes.c_size_t),
-                ("msg_flags", ctypes.c_int),
-            ]
-
-        class Mmsghdr(ctypes.Structure):
-            _fields_ = [("msg_hdr", Msghdr), ("msg_len", ctypes.c_uint)]
-
-        libc = ctypes.PyDLL(None, use_errno=True)
-        self._call = libc.recvmmsg
-        self._call.argtypes = [
-            ctypes.c_int,
-            ctypes.POINTER(Mmsghdr),
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_void_p,
-        ]
-        self._call.restype = ctypes.c_int
-        self._buf = ctypes.create_string_buffer(self.VLEN * RECV_SIZE)
-        base = ctypes.addressof(self._buf)
-        self._iovs = (Iovec * self.VLEN)()
-        self._msgs = (Mmsghdr * self.VLEN)()
-        for i in range(self.VLEN):
-            self._iovs[i].iov_base = base + i * RECV_SIZE
-            self._iovs[i].iov_len = RECV_SIZE
-            self._msgs[i].msg_hdr.msg_iov = ctypes.pointer(self._iovs[i])
-            self._msgs[i].msg_hdr.msg_iovlen = 1
-        self._lens = memoryview(self._msgs).cast("B").cast("I")
-        self._stride = ctypes.sizeof(Mmsghdr) // 4
-        self._off = Mmsghdr.msg_len.offset // 4
-        self._data = memoryview(self._buf).cast("B")
-        self._fd = fd
-
-    def drain(self, out: list[bytes], limit: int) -> int:
-        n = self._call(self._fd, self._msgs, min(self.VLEN, limit), socket.MSG_DONTWAIT, None)
-        if n <= 0:
-            return 0
-        lens, data, stride, off = self._lens, self._data, self._stride, self._off
-        size = 0
-        for i in range(n):
-            ln = lens[i * stride + off]
-            size += ln
-            out.append(data[i * RECV_SIZE : i * RECV_SIZE + ln].tobytes())
-        return size
-
-
 class UdpSource:
     """Receives datagrams on a thread and passes them on in chunks."""
 
@@ -191,7 +128,6 @@ class UdpSource:
         hand_off = self._on_frames
         datagrams = self._metrics.datagrams
         nbytes = self._metrics.udp_bytes
-        multi = _MultiRecv(sock.fileno()) if os.environ.get("XMM") else None
         while True:
             try:
                 data = recv(RECV_SIZE)  # blocks, GIL released
@@ -204,13 +140,7 @@ class UdpSource:
                 break  # shutdown(SHUT_RD) wakes us with b"" once the queue is empty
             chunk = [data]
             size = len(data)
-            if multi is not None:
-                while len(chunk) < CHUNK_MAX:
-                    got = len(chunk)
-                    size += multi.drain(chunk, CHUNK_MAX - got)
-                    if len(chunk) - got < multi.VLEN:
-                        break
-            while multi is None and len(chunk) < CHUNK_MAX:
+            while len(chunk) < CHUNK_MAX:
                 try:
                     data = recv(RECV_SIZE, dontwait)
                 except BlockingIOError:

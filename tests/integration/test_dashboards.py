@@ -18,7 +18,6 @@ import asyncio
 import inspect
 import re
 import secrets
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -42,9 +41,15 @@ from faaslens.query.dashboards import (
     prom_variable_query,
 )
 from ingest.config import IngestConfig
-from ingest.runner import Worker
 from shipper.demo import run_demo
-from tests.support import Prometheus, delete_es_prefix, es_request, http_json, poll_until
+from tests.support import (
+    Prometheus,
+    WorkerThread,
+    delete_es_prefix,
+    es_request,
+    http_json,
+    poll_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,39 +65,6 @@ DEMO_SECONDS = 5.0
 DEMO_RATE = 150.0
 # The provisioned scrape interval hint is 15s, so Grafana's $__rate_interval is 4 x 15s.
 RATE_INTERVAL = "1m"
-
-
-class WorkerThread(threading.Thread):
-    """A real worker on its own event loop, so the test thread can drive traffic and queries."""
-
-    def __init__(self, config: IngestConfig) -> None:
-        super().__init__(name="faaslens-worker", daemon=True)
-        self.config = config
-        self.started = threading.Event()
-        self.worker: Worker | None = None
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to the test thread, which raises it
-            self.error = exc
-            self.started.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        async with Worker(self.config) as worker:
-            self.worker = worker
-            self.started.set()
-            await self._stop_event.wait()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
-        self.join(timeout=60)
 
 
 @dataclass

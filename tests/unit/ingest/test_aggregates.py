@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
 
-from ingest.aggregates import CORE_LABELS, OVERFLOW, Aggregates
+from ingest.aggregates import CORE_LABELS, EXEMPLAR_EVERY_S, OVERFLOW, Aggregates
 
 LABELS = {
     "function": "checkout",
@@ -281,3 +281,81 @@ def test_custom_series_cap(reg: CollectorRegistry) -> None:
         reg.get_sample_value("faas_custom_c_total", {"function": OVERFLOW, "user": OVERFLOW}) == 3
     )
     assert reg.get_sample_value("faaslens_series_overflow_total", {"metric": "faas_custom_c"}) == 3
+
+
+def exemplars(reg: CollectorRegistry) -> dict[str, str]:
+    """le -> invocation_id of the duration bucket exemplars of the LABELS series."""
+    out = {}
+    for m in reg.collect():
+        for s in m.samples:
+            if s.name == "faas_invoke_duration_seconds_bucket" and s.exemplar is not None:
+                out[s.labels["le"]] = s.exemplar.labels["invocation_id"]
+    return out
+
+
+def test_exemplar_refreshed_once_per_interval_per_bucket(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    slow = 2_000_000_000  # 2 s: another bucket than the default 0.25 s
+    agg.observe(record(**{"faas.execution": "a"}), 10.0)
+    agg.observe(record(**{"faas.execution": "b"}), 10.5)  # same bucket, too soon
+    agg.observe(record(**{"faas.execution": "c", "event.duration": slow}), 10.5)
+    assert exemplars(reg) == {"0.25": "a", "2.5": "c"}
+    agg.observe(record(**{"faas.execution": "d"}), 10.0 + EXEMPLAR_EVERY_S)
+    assert exemplars(reg) == {"0.25": "d", "2.5": "c"}
+    # an id too long for an exemplar keeps the previous one
+    agg.observe(record(**{"faas.execution": "e" * 128}), 20.0)
+    assert exemplars(reg) == {"0.25": "d", "2.5": "c"}
+
+
+def test_optional_values_of_zero_still_make_a_series(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(record(**{"faas.billed_duration": 0, "faas.cost.usd": 0.0}), 0.0)
+    assert value(reg, "faas_billed_duration_seconds_total") == 0
+    assert value(reg, "faas_cost_usd_total") == 0
+    assert value(reg, "faas_billed_gb_seconds_total") is None
+    assert value(reg, "faas_init_duration_seconds_count") is None
+    assert value(reg, "faas_coldstarts_total") is None
+
+
+def test_core_names_are_taken_on_the_registry(reg: CollectorRegistry) -> None:
+    Aggregates(reg)
+    with pytest.raises(ValueError, match="Duplicated"):
+        Histogram("faas_invoke_duration_seconds", "again", registry=reg)
+    with pytest.raises(ValueError, match="Duplicated"):
+        Gauge("faas_invocations_total", "clashes with the counter's sample", registry=reg)
+
+
+def test_custom_metric_names_are_taken_on_the_registry(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    Counter("faas_custom_jobs", "registered by someone else", registry=reg)
+    agg.observe(record(metrics=[{"name": "jobs", "kind": "gauge", "value": 1}]), 0.0)
+    rejected = "faaslens_custom_metrics_rejected_total"
+    assert reg.get_sample_value(rejected, {"reason": "kind_conflict"}) == 1
+    agg.observe(record(metrics=[{"name": "depth", "kind": "gauge", "value": 1}]), 0.0)
+    with pytest.raises(ValueError, match="Duplicated"):
+        Gauge("faas_custom_depth", "registered after the custom one", registry=reg)
+
+
+def test_reserved_custom_label_names_rejected(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    agg.observe(
+        record(metrics=[{"name": "g", "kind": "gauge", "value": 1, "labels": {"__x": "1"}}]), 0.0
+    )
+    agg.observe(
+        record(metrics=[{"name": "g", "kind": "gauge", "value": 1, "labels": {"__x": "2"}}]), 0.0
+    )
+    assert (
+        reg.get_sample_value("faaslens_custom_metrics_rejected_total", {"reason": "invalid"}) == 2
+    )
+    assert b"faas_custom_g" not in openmetrics(reg)
+
+
+def test_swept_custom_metric_frees_its_name(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg, series_ttl_s=10)
+    agg.observe(record(metrics=[{"name": "x", "kind": "counter", "value": 1}]), 0.0)
+    agg.sweep(100.0)
+    agg.observe(record(metrics=[{"name": "x", "kind": "histogram", "value": 0.3}]), 100.0)
+    fn = {"function": "checkout"}
+    assert reg.get_sample_value("faas_custom_x_total", fn) is None
+    assert reg.get_sample_value("faas_custom_x_bucket", {**fn, "le": "0.5"}) == 1
+    assert reg.get_sample_value("faas_custom_x_sum", fn) == pytest.approx(0.3)

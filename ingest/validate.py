@@ -400,7 +400,7 @@ class Validator:
         if self._fast is not None:
             envelope = self._fast.decode(body)  # type: ignore[arg-type]  # bytes here
             if envelope is not None:
-                return self._accept(envelope, self._fast)
+                return self._accept(envelope, self._fast, body)  # type: ignore[arg-type]
         return self.validate_reference(body)  # type: ignore[arg-type]
 
     def validate_reference(self, body: bytes) -> FrameResult:
@@ -469,12 +469,14 @@ class Validator:
                 result.event_rejections.append(rej.reason)
         return result
 
-    def _accept(self, env: Any, fast: FastDecoder) -> FrameResult:
+    def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
         """Documents of a frame the fast path found valid (same output as the reference)."""
         src: str = env.src
         result = FrameResult(None, src=src, seq=env.seq)
-        res = to_dict(env.res) if env.res is not UNSET else {}
-        res_json = dumps_members(res)
+        resource = fast.resource(env.res)
+        if resource is None:
+            return self.validate_reference(body)
+        res, res_json = resource
         head = b"{" + res_json
         docs = result.docs
         log_type: Any = fast.log_type

@@ -32,6 +32,8 @@ _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1
 _FLOAT_MAX: Final = 1.7976931348623157e308
 _HEX_DIGITS: Final = "0123456789abcdef"
+_RESOURCES_MAX: Final = 4096
+_NO_RESOURCE: Final[tuple[dict[str, Any], bytes]] = ({}, b"")
 
 
 def _attr(key: str) -> str:
@@ -101,12 +103,17 @@ class FastDecoder:
                         Meta(min_length=1, max_length=limits["events"]),
                     ],
                 ),
-                ("res", Union[res_struct, UnsetType], UNSET),  # noqa: UP007
+                # Raw: a process sends the same resource in every frame, so it is
+                # validated once per distinct value (see resource()), not per frame.
+                ("res", Union[msgspec.Raw, UnsetType], UNSET),  # noqa: UP007
             ],
             kw_only=True,
             forbid_unknown_fields=True,
         )
         self._decode: Callable[[bytes], Any] = msgspec.json.Decoder(envelope).decode
+        self._decode_res: Callable[[Any], Any] = msgspec.json.Decoder(res_struct).decode
+        # raw resource JSON -> (its dict, its members serialized): see resource()
+        self._resources: dict[bytes, tuple[dict[str, Any], bytes]] = {}
         self.encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
         self.inv_type: type = inv_struct
         self.log_type: type = log_struct
@@ -215,6 +222,27 @@ class FastDecoder:
                         if m.labels is not UNSET and not all(map(_name_ok, m.labels)):
                             return None
         return env
+
+    def resource(self, raw: Any) -> tuple[dict[str, Any], bytes] | None:
+        """The validated resource of a frame (``{}`` if absent) and its serialized members.
+
+        None when it is not certainly valid. Cached per distinct raw value: callers
+        must not modify the dict.
+        """
+        if raw is UNSET:
+            return _NO_RESOURCE
+        key = bytes(raw)
+        hit = self._resources.get(key)
+        if hit is not None:
+            return hit
+        try:
+            res = to_dict(self._decode_res(key))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        if len(self._resources) >= _RESOURCES_MAX:  # many senders: start over, stay bounded
+            self._resources.clear()
+        hit = self._resources[key] = (res, dumps_members(res))
+        return hit
 
     def overrides(self, ev: Any) -> bool:
         """True if the event sets any resource field (it then overrides the resource's)."""

@@ -17,9 +17,12 @@ invocation in one metric and not yet in the next, never an error.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -99,6 +102,45 @@ def _le(bound: float) -> str:
     return text
 
 
+# Set on the thread that renders /metrics while it collects the rest of the registry:
+# the aggregates then render themselves (see Aggregates.exposition) instead.
+_MUTED = threading.local()
+
+
+def _muted() -> bool:
+    return getattr(_MUTED, "on", False)
+
+
+def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
+    """``{name="value",...`` (no closing brace), escaped as both formats require."""
+    parts = []
+    for n, value in zip(names, values, strict=True):
+        v = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        parts.append(f'{n}="{v}"')
+    return "{" + ",".join(parts)
+
+
+def _num(v: float) -> str:
+    """A sample value: integers as such, floats in their shortest exact form."""
+    if type(v) is int:
+        return str(v)
+    if math.isfinite(v):
+        return repr(v)
+    return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
+
+
+def _exemplar_text(ex: Exemplar) -> str:
+    labels = ",".join(f'{k}="{v}"' for k, v in ex.labels.items())  # ids: no escaping needed
+    ts = "" if ex.timestamp is None else f" {ex.timestamp!r}"
+    return f" # {{{labels}}} {_num(ex.value)}{ts}"
+
+
+def _head(out: list[str], name: str, help_: str, kind: str, openmetrics: bool) -> None:
+    # The text format names a counter's family with its _total suffix.
+    family = name + "_total" if kind == "counter" and not openmetrics else name
+    out.append(f"# HELP {family} {help_}\n# TYPE {family} {kind}\n")
+
+
 class _Histogram:
     """How one histogram's series render: sample names and ``le`` values."""
 
@@ -133,6 +175,26 @@ class _Histogram:
         append(_sample((self.count, labels, acc, None, None, None)))
         append(_sample((self.sum, labels, total, None, None, None)))
 
+    def text(
+        self,
+        out: list[str],
+        lbl: str,
+        counts: Sequence[int],
+        total: float,
+        exemplars: Sequence[Exemplar | None] | None,
+    ) -> None:
+        """The same series as exposition lines (``lbl`` from :func:`_label_text`)."""
+        append = out.append
+        bucket = self.bucket + lbl + ',le="'
+        acc = 0
+        for le, n, ex in zip(self.les, counts, exemplars or self.no_exemplars, strict=True):
+            acc += n
+            if ex is None:
+                append(f'{bucket}{le}"}} {acc}\n')
+            else:
+                append(f'{bucket}{le}"}} {acc}{_exemplar_text(ex)}\n')
+        append(f"{self.count}{lbl}}} {acc}\n{self.sum}{lbl}}} {_num(total)}\n")
+
 
 _DURATION: Final = _Histogram("faas_invoke_duration_seconds", DURATION_BUCKETS)
 _INIT: Final = _Histogram("faas_init_duration_seconds", INIT_BUCKETS)
@@ -149,11 +211,12 @@ class _CoreSeries:
 
     __slots__ = (
         "billed", "cold", "cost", "dur", "dur_ex", "dur_sum", "err", "ex_t", "gbs", "init",
-        "init_sum", "inv", "key", "last", "mem", "mem_sum",
+        "init_sum", "inv", "key", "last", "lbl", "mem", "mem_sum",
     )  # fmt: skip
 
     def __init__(self, key: tuple[str, ...]) -> None:
         self.key = key  # the label values (the overflow key past the cap)
+        self.lbl = _label_text(CORE_LABELS, key)  # rendered once, used by every scrape
         self.last = 0.0
         self.inv = 0
         self.err = 0
@@ -208,6 +271,8 @@ class _CoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         """All core families, with the samples of every label tuple."""
+        if _muted():
+            return ()
         fams = _core_families()
         inv, err, cold, dur, init, mem, billed, cost, gbs = (f.samples for f in fams)
         # list() copies in one step under the GIL: the loop thread may add or
@@ -239,6 +304,56 @@ class _CoreCollector(Collector):
             if v is not None:
                 gbs.append(_sample(("faas_billed_gb_seconds_total", labels, v, None, None, None)))
         return fams
+
+
+_CORE_TEXT: Final = (
+    # (family, help, type) in collect() order; samples come from text_core().
+    ("faas_invocations", "Invocations", "counter"),
+    ("faas_errors", "Invocations that failed (outcome=failure)", "counter"),
+    ("faas_coldstarts", "Invocations that were cold starts", "counter"),
+    ("faas_invoke_duration_seconds", "Handler duration", "histogram"),
+    ("faas_init_duration_seconds", "Init (cold start) duration", "histogram"),
+    ("faas_mem_usage_bytes", "Peak process memory per invocation", "histogram"),
+    ("faas_billed_duration_seconds", "Billed duration", "counter"),
+    ("faas_cost_usd", "Estimated cost in USD", "counter"),
+    ("faas_billed_gb_seconds", "Billed GB-seconds", "counter"),
+)
+
+
+def _text_core(series: Iterable[_CoreSeries], openmetrics: bool) -> list[str]:
+    """The core families as exposition text: what collect() holds, ~10x faster to
+    produce than through metric families (label strings are rendered once per series)."""
+    snapshot = list(series)
+    parts: list[list[str]] = [[] for _ in _CORE_TEXT]
+    inv, err, cold, dur, init, mem, billed, cost, gbs = parts
+    for s in snapshot:
+        lbl = s.lbl
+        inv.append(f"faas_invocations_total{lbl}}} {s.inv}\n")
+        if s.err:
+            err.append(f"faas_errors_total{lbl}}} {s.err}\n")
+        if s.cold:
+            cold.append(f"faas_coldstarts_total{lbl}}} {s.cold}\n")
+        _DURATION.text(dur, lbl, s.dur, s.dur_sum, s.dur_ex if openmetrics else None)
+        h = s.init
+        if h is not None:
+            _INIT.text(init, lbl, h, s.init_sum, None)
+        h = s.mem
+        if h is not None:
+            _MEMORY.text(mem, lbl, h, s.mem_sum, None)
+        v = s.billed
+        if v is not None:
+            billed.append(f"faas_billed_duration_seconds_total{lbl}}} {_num(v)}\n")
+        v = s.cost
+        if v is not None:
+            cost.append(f"faas_cost_usd_total{lbl}}} {_num(v)}\n")
+        v = s.gbs
+        if v is not None:
+            gbs.append(f"faas_billed_gb_seconds_total{lbl}}} {_num(v)}\n")
+    out: list[str] = []
+    for (name, help_, kind), lines in zip(_CORE_TEXT, parts, strict=True):
+        _head(out, name, help_, kind, openmetrics)
+        out += lines
+    return out
 
 
 class _CustomSeries:
@@ -278,8 +393,27 @@ class _Custom(Collector):
         """The family without samples: its names are what the registry checks."""
         return (self._family(),)
 
+    def text(self, openmetrics: bool) -> list[str]:
+        """The family as exposition text (see _text_core)."""
+        out: list[str] = []
+        name = self.name
+        _head(out, name, f"Custom {self.kind} sent by functions", self.kind, openmetrics)
+        names = self.labelnames
+        series = list(self.series.items())
+        if self.kind == "histogram":
+            shape = _Histogram(name, CUSTOM_BUCKETS)
+            for key, s in series:
+                shape.text(out, _label_text(names, key), s.buckets, s.value, None)
+        else:
+            sample = name + "_total" if self.kind == "counter" else name
+            for key, s in series:
+                out.append(f"{sample}{_label_text(names, key)}}} {_num(s.value)}\n")
+        return out
+
     def collect(self) -> Iterable[Metric]:
         """The family with a sample set per series."""
+        if _muted():
+            return ()
         fam = self._family()
         samples = fam.samples
         names = self.labelnames
@@ -538,6 +672,26 @@ class Aggregates:
         if removed:
             self.expired.inc(removed)
         return removed
+
+    # -- exposition -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def rendered_apart(self) -> Iterator[None]:
+        """While active, on this thread, the aggregates' collectors yield nothing: the
+        caller renders the rest of the registry, then adds :meth:`exposition`."""
+        _MUTED.on = True
+        try:
+            yield
+        finally:
+            _MUTED.on = False
+
+    def exposition(self, openmetrics: bool) -> str:
+        """Every aggregate (core and custom) in the text or OpenMetrics format, without
+        the OpenMetrics ``# EOF`` line: the same samples collect() gives the registry."""
+        out = _text_core(self._core.values(), openmetrics)
+        for c in list(self._custom.values()):
+            out += c.text(openmetrics)
+        return "".join(out)
 
     @property
     def core_series(self) -> int:

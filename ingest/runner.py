@@ -129,7 +129,9 @@ class Worker:
         try:
             if cfg.http_listen:
                 host, port = parse_hostport(cfg.http_listen)
-                self.http = HttpServer(host, port, self.registry, self.ready)
+                self.http = HttpServer(
+                    host, port, self.registry, self.ready, rendered_apart=self.aggregates
+                )
                 await self.http.start()
             await self._sink.start()
             self.pipeline = Pipeline(

@@ -42,7 +42,7 @@ __all__ = ["Worker", "configure_logging", "main", "make_sink", "tune_process"]
 
 log = structlog.get_logger("faaslens.ingest")
 
-SWITCH_INTERVAL_S = 0.0002
+SWITCH_INTERVAL_S = 0.005
 # Young-generation collections per allocated container: the default (700) runs one
 # every few frames, each walking the batches being built.
 GC_THRESHOLD = (20_000, 20, 50)
@@ -50,9 +50,11 @@ GC_THRESHOLD = (20_000, 20, 50)
 
 def tune_process() -> None:
     """Interpreter settings for a receive-heavy worker process (called by ``main``)."""
-    # Every recv() gives the GIL up; getting it back waits for the holder's switch
-    # interval. At 5 ms (the default) a busy loop or a /metrics render lets the
-    # receive thread take ~200 datagrams/s; at 0.2 ms it keeps the socket drained.
+    # The receive thread and the loop trade the GIL at most every switch interval.
+    # Shorter intervals keep the socket drained sooner but each trade costs a pair of
+    # context switches: at 0.2 ms they took a third of the worker's CPU at load
+    # (bench/worker_throughput.py). The kernel buffer (udp_rcvbuf) holds far more
+    # than one interval's datagrams, so the interval is left long.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.set_threshold(*GC_THRESHOLD)
     # What exists now (modules, registries) lives as long as the process: keep it out

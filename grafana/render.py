@@ -873,13 +873,16 @@ def _check_services(es_url: str, prom_url: str) -> None:
             raise SystemExit(f"render: {what} at {url} answered {status}")
 
 
+MIN_MINUTES = 3.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--minutes",
         type=float,
         default=4.0,
-        help="demo traffic to send (the picture starts one $__rate_interval in)",
+        help="demo traffic to send, at least 3 (the picture starts one $__rate_interval in)",
     )
     parser.add_argument("--rate", type=float, default=150.0, help="demo invocations per second")
     parser.add_argument("--seed", type=int, default=7, help="demo random seed")
@@ -893,10 +896,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args(argv)
+    if args.minutes < MIN_MINUTES:
+        parser.error(f"--minutes must be at least {MIN_MINUTES:g}: rate windows need a minute")
 
     sys.path.insert(0, str(REPO))  # tests.support: the same service helpers as the tests
-    from ingest.config import IngestConfig
-    from tests.support import Prometheus, WorkerThread, delete_es_prefix
+    from tests.support import Prometheus, WorkerThread, delete_es_prefix, worker_test_config
 
     es_url = args.es_url.rstrip("/")
     _check_services(es_url, args.prometheus_url.rstrip("/"))
@@ -908,16 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dashboards = load_dashboards(DASHBOARDS_DIR)
     prefix = "render" + secrets.token_hex(4)
     with tempfile.TemporaryDirectory(prefix="faaslens-render-") as work:
-        config = IngestConfig(
-            udp_listen="127.0.0.1:0",
-            tcp_listen="",
-            http_listen="127.0.0.1:0",
-            es_url=es_url,
-            es_index_prefix=prefix,
-            spool_dir=str(Path(work) / "spool"),
-            dead_letter_path=str(Path(work) / "dead-letter.ndjson"),
-            batch_max_wait_s=0.2,
-        )
+        config = worker_test_config(es_url, prefix, Path(work), tcp_listen="", batch_max_wait_s=0.2)
         thread = WorkerThread(config)
         targets_file = args.targets_dir / f"render-{prefix}.json"
         prom = Prometheus(args.prometheus_url.rstrip("/"), targets_file)

@@ -40,7 +40,6 @@ from faaslens.query.dashboards import (
     load_dashboards,
     prom_variable_query,
 )
-from ingest.config import IngestConfig
 from shipper.demo import run_demo
 from tests.support import (
     Prometheus,
@@ -49,6 +48,7 @@ from tests.support import (
     es_request,
     http_json,
     poll_until,
+    worker_test_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -109,16 +109,7 @@ def live(
 ) -> Iterator[Live]:
     prefix = "t" + secrets.token_hex(4)
     work = tmp_path_factory.mktemp("dashboards")
-    config = IngestConfig(
-        udp_listen="127.0.0.1:0",
-        tcp_listen="",
-        http_listen="127.0.0.1:0",
-        es_url=es_url,
-        es_index_prefix=prefix,
-        spool_dir=str(work / "spool"),
-        dead_letter_path=str(work / "dead.ndjson"),
-        batch_max_wait_s=0.1,
-    )
+    config = worker_test_config(es_url, prefix, work, tcp_listen="")
     thread = WorkerThread(config)
     thread.start()
     try:

@@ -25,7 +25,7 @@ from faaslens.query import cli
 from ingest.config import IngestConfig
 from ingest.runner import Worker
 from shipper.wire import Packer
-from tests.support import delete_es_prefix, es_request, poll_until
+from tests.support import delete_es_prefix, es_request, poll_until, worker_test_config
 
 pytestmark = pytest.mark.integration
 
@@ -154,15 +154,8 @@ def indexed(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     """Index the scenario once for the module; yields ids, prefix and URL."""
     prefix = "t" + secrets.token_hex(4)
     work: Path = tmp_path_factory.mktemp("query-cli")
-    config = IngestConfig(
-        udp_listen="127.0.0.1:0",
-        tcp_listen="",
-        http_listen="",
-        es_url=es_url,
-        es_index_prefix=prefix,
-        spool_dir=str(work / "spool"),
-        dead_letter_path=str(work / "dead.ndjson"),
-        batch_max_wait_s=0.05,
+    config = worker_test_config(
+        es_url, prefix, work, tcp_listen="", http_listen="", batch_max_wait_s=0.05
     )
     ids = _ids()
     try:

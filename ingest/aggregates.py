@@ -236,26 +236,28 @@ class _CoreSeries:
         self.gbs: float | None = None
 
 
+_CORE_FAMILIES: Final = (
+    # (family, help, type), in the order both collect() and _text_core() give them.
+    ("faas_invocations", "Invocations", "counter"),
+    ("faas_errors", "Invocations that failed (outcome=failure)", "counter"),
+    ("faas_coldstarts", "Invocations that were cold starts", "counter"),
+    ("faas_invoke_duration_seconds", "Handler duration", "histogram"),
+    ("faas_init_duration_seconds", "Init (cold start) duration", "histogram"),
+    # A histogram, not a gauge: many processes report per function, and the
+    # distribution (p99 against the configured memory) is what sizing needs.
+    ("faas_mem_usage_bytes", "Peak process memory per invocation", "histogram"),
+    ("faas_billed_duration_seconds", "Billed duration", "counter"),
+    ("faas_cost_usd", "Estimated cost in USD", "counter"),
+    ("faas_billed_gb_seconds", "Billed GB-seconds", "counter"),
+)
+
+
 def _core_families() -> tuple[Metric, ...]:
-    labels = CORE_LABELS
-    return (
-        CounterMetricFamily("faas_invocations", "Invocations", labels=labels),
-        CounterMetricFamily(
-            "faas_errors", "Invocations that failed (outcome=failure)", labels=labels
-        ),
-        CounterMetricFamily("faas_coldstarts", "Invocations that were cold starts", labels=labels),
-        HistogramMetricFamily("faas_invoke_duration_seconds", "Handler duration", labels=labels),
-        HistogramMetricFamily(
-            "faas_init_duration_seconds", "Init (cold start) duration", labels=labels
-        ),
-        # A histogram, not a gauge: many processes report per function, and the
-        # distribution (p99 against the configured memory) is what sizing needs.
-        HistogramMetricFamily(
-            "faas_mem_usage_bytes", "Peak process memory per invocation", labels=labels
-        ),
-        CounterMetricFamily("faas_billed_duration_seconds", "Billed duration", labels=labels),
-        CounterMetricFamily("faas_cost_usd", "Estimated cost in USD", labels=labels),
-        CounterMetricFamily("faas_billed_gb_seconds", "Billed GB-seconds", labels=labels),
+    return tuple(
+        CounterMetricFamily(name, help_, labels=CORE_LABELS)
+        if kind == "counter"
+        else HistogramMetricFamily(name, help_, labels=CORE_LABELS)
+        for name, help_, kind in _CORE_FAMILIES
     )
 
 
@@ -306,25 +308,11 @@ class _CoreCollector(Collector):
         return fams
 
 
-_CORE_TEXT: Final = (
-    # (family, help, type) in collect() order; samples come from text_core().
-    ("faas_invocations", "Invocations", "counter"),
-    ("faas_errors", "Invocations that failed (outcome=failure)", "counter"),
-    ("faas_coldstarts", "Invocations that were cold starts", "counter"),
-    ("faas_invoke_duration_seconds", "Handler duration", "histogram"),
-    ("faas_init_duration_seconds", "Init (cold start) duration", "histogram"),
-    ("faas_mem_usage_bytes", "Peak process memory per invocation", "histogram"),
-    ("faas_billed_duration_seconds", "Billed duration", "counter"),
-    ("faas_cost_usd", "Estimated cost in USD", "counter"),
-    ("faas_billed_gb_seconds", "Billed GB-seconds", "counter"),
-)
-
-
 def _text_core(series: Iterable[_CoreSeries], openmetrics: bool) -> list[str]:
     """The core families as exposition text: what collect() holds, ~10x faster to
     produce than through metric families (label strings are rendered once per series)."""
     snapshot = list(series)
-    parts: list[list[str]] = [[] for _ in _CORE_TEXT]
+    parts: list[list[str]] = [[] for _ in _CORE_FAMILIES]
     inv, err, cold, dur, init, mem, billed, cost, gbs = parts
     for s in snapshot:
         lbl = s.lbl
@@ -350,7 +338,7 @@ def _text_core(series: Iterable[_CoreSeries], openmetrics: bool) -> list[str]:
         if v is not None:
             gbs.append(f"faas_billed_gb_seconds_total{lbl}}} {_num(v)}\n")
     out: list[str] = []
-    for (name, help_, kind), lines in zip(_CORE_TEXT, parts, strict=True):
+    for (name, help_, kind), lines in zip(_CORE_FAMILIES, parts, strict=True):
         _head(out, name, help_, kind, openmetrics)
         out += lines
     return out
@@ -379,15 +367,15 @@ class _Custom(Collector):
         self.label_keys = label_keys  # user label names, sorted, without "function"
         self.labelnames = ("function", *label_keys)
         self.series: dict[tuple[str, ...], _CustomSeries] = {}
+        self.help = f"Custom {kind} sent by functions"
         self.name = self._family().name  # a counter's family name loses a "_total"
 
     def _family(self) -> Metric:
-        help_ = f"Custom {self.kind} sent by functions"
         if self.kind == "counter":
-            return CounterMetricFamily(self.full, help_, labels=self.labelnames)
+            return CounterMetricFamily(self.full, self.help, labels=self.labelnames)
         if self.kind == "gauge":
-            return GaugeMetricFamily(self.full, help_, labels=self.labelnames)
-        return HistogramMetricFamily(self.full, help_, labels=self.labelnames)
+            return GaugeMetricFamily(self.full, self.help, labels=self.labelnames)
+        return HistogramMetricFamily(self.full, self.help, labels=self.labelnames)
 
     def describe(self) -> Iterable[Metric]:
         """The family without samples: its names are what the registry checks."""
@@ -397,7 +385,7 @@ class _Custom(Collector):
         """The family as exposition text (see _text_core)."""
         out: list[str] = []
         name = self.name
-        _head(out, name, f"Custom {self.kind} sent by functions", self.kind, openmetrics)
+        _head(out, name, self.help, self.kind, openmetrics)
         names = self.labelnames
         series = list(self.series.items())
         if self.kind == "histogram":

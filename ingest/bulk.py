@@ -52,27 +52,35 @@ _VALIDATION_ERRORS = frozenset(
 )
 
 
+def _action_head(index: str) -> bytes:
+    """The action line up to its id: the same for every document of an index."""
+    return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":'
+
+
+def _json_string(text: str) -> bytes:
+    # C, and for a short str cheaper than orjson.dumps.
+    return encode_basestring_ascii(text).encode()
+
+
 def action_line(index: str, doc_id: str) -> bytes:
     """``{"create":{"_index":...,"_id":...}}`` + newline. ``create`` makes a retry answer 409."""
-    return orjson.dumps({"create": {"_index": index, "_id": doc_id}}) + b"\n"
+    return _action_head(index) + _json_string(doc_id) + b"}}\n"
 
 
 def build_body(docs: Sequence[Doc], prefix: str) -> bytes:
     """The NDJSON bulk body for ``docs``: one action line and one source line each."""
     parts: list[bytes] = []
     append = parts.append
-    heads: dict[tuple[str, str], bytes] = {}  # (kind, day) -> action line up to the id
-    dumps = orjson.dumps
-    json_string = encode_basestring_ascii  # C; for a short str cheaper than orjson.dumps
+    heads: dict[tuple[str, str], bytes] = {}  # (kind, day) -> _action_head of its index
+    json_string = _json_string
     for doc in docs:
         kind, doc_id, day, source = doc
         head = heads.get((kind, day))
         if head is None:
-            index = dumps(f"{prefix}-{kind}-{day}")
-            head = heads[(kind, day)] = b'{"create":{"_index":' + index + b',"_id":'
-        # Same bytes as action_line(), without a dict per document.
+            head = heads[(kind, day)] = _action_head(f"{prefix}-{kind}-{day}")
+        # action_line()'s bytes, appended in parts.
         append(head)
-        append(json_string(doc_id).encode())
+        append(json_string(doc_id))
         append(b"}}\n")
         append(source)
         append(b"\n")

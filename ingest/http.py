@@ -1,7 +1,7 @@
 """A small HTTP/1.1 server for ``/metrics``, ``/healthz`` and ``/readyz``.
 
-The exposition is rendered on a worker thread: a registry of 10,000 series
-takes ~100 ms to render, which on the loop thread would stall the pipeline.
+The exposition is rendered on a worker thread: even with the aggregates writing
+their own text (10,000 series in ~25-55 ms), that would stall the loop thread.
 On a thread the interpreter hands the GIL back every switch interval, so
 the UDP receive thread and the loop keep their turns. OpenMetrics (with
 exemplars) is served when the scraper's ``Accept`` asks for it, as

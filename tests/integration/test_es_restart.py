@@ -10,6 +10,7 @@ runs from, or the local stack's), else ``scripts/stack`` unpacks its cached zip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -145,7 +146,9 @@ async def test_es_stopped_mid_stream_and_restarted_loses_and_duplicates_nothing(
             batch = make_docs(20, logs=2)
             await sink.write(batch)
             sent.extend(batch)
-            await asyncio.sleep(0.02)  # pacing of the simulated traffic
+            # Paced traffic: the next batch 20 ms later, unless told to stop first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_writing.wait(), timeout=0.02)
 
     try:
         task = asyncio.create_task(writer())

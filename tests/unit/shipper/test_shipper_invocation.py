@@ -127,7 +127,11 @@ def test_async_handler(rx: Receiver) -> None:
     @sh.instrument
     async def handler(n: int) -> int:
         log.info("before")
-        await asyncio.sleep(0)
+        # Suspend on a future the loop completes on its next turn.
+        loop = asyncio.get_running_loop()
+        resumed = loop.create_future()
+        loop.call_soon(resumed.set_result, None)
+        await resumed
         log.info("after")
         return n * 2
 
@@ -155,13 +159,18 @@ def test_concurrent_asyncio_tasks_keep_their_lines(rx: Receiver) -> None:
     sh = make_shipper(rx, max_datagram=65_000)
     log = Logger("t", shipper=sh)
 
+    barrier: asyncio.Barrier | None = None
+
     @sh.instrument
     async def handler(i: int) -> None:
+        assert barrier is not None
         for step in range(5):
             log.info("step", who=i, step=step)
-            await asyncio.sleep(0)
+            await barrier.wait()  # every task logs each step before any goes on
 
     async def main() -> None:
+        nonlocal barrier
+        barrier = asyncio.Barrier(10)
         await asyncio.gather(*(handler(i) for i in range(10)))
 
     asyncio.run(main())

@@ -224,8 +224,11 @@ class Pipeline:
                 timeout = None
                 if len(self.batcher):
                     timeout = max(0.0, self._last_flush + self.batch_max_wait_s - time.monotonic())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that
+                # arrives as the event fires.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
             self._waiting = False
         batch = self.batcher.flush()
         if batch:

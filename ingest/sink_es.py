@@ -17,7 +17,6 @@ the spool, oldest segment first, once Elasticsearch answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -57,6 +56,8 @@ DEFAULT_RETRY_WINDOW_S = 5.0
 PROBE_TIMEOUT_S = 5.0
 # While idle and up, probe this often so faaslens_es_up and `ready` stay truthful.
 HEALTH_INTERVAL_S = 10.0
+# close() waits this long for the supervisor to stop; a replay request in flight is abandoned.
+SUPERVISOR_STOP_S = 5.0
 # Only what classification needs: the response of a 2000-document bulk stays small.
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
 FAILED_REASONS: tuple[str, ...] = (*DEAD_LETTER_REASONS, "spool_full", "spool_io")
@@ -258,14 +259,17 @@ class ElasticsearchSink:
             log.warning("es_unreachable_at_start", url=self.config.es_url, error=str(exc))
             self._set_up(False)
         self._supervisor = asyncio.create_task(self._supervise(), name="es-supervisor")
+        self._supervisor.add_done_callback(_log_supervisor_end)
 
     async def close(self) -> None:
         """Stop replay (the spool stays on disk for the next start) and close the client."""
         self._closing = True
         if self._supervisor is not None:
+            # Bounded: a stuck supervisor must not keep the worker from exiting.
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            _, pending = await asyncio.wait({self._supervisor}, timeout=SUPERVISOR_STOP_S)
+            if pending:
+                log.error("es_supervisor_did_not_stop", waited_s=SUPERVISOR_STOP_S)
             self._supervisor = None
         if self._started:
             await asyncio.to_thread(self.spool.close)
@@ -430,7 +434,7 @@ class ElasticsearchSink:
 
     async def _supervise(self) -> None:
         attempt = 0
-        while True:
+        while not self._closing:
             if not (self._es_up and self._templates_ok):
                 try:
                     await self._connect()
@@ -478,7 +482,10 @@ class ElasticsearchSink:
             await asyncio.sleep(delay)
             return False
         try:
-            await asyncio.wait_for(self._wake.wait(), delay)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel
+            # that arrives as the event fires, and close() would wait forever.
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
         except TimeoutError:
             return False
         self._wake.clear()
@@ -556,3 +563,9 @@ class ElasticsearchSink:
     def _update_spool_gauges(self) -> None:
         self.metrics.spool_bytes.set(self.spool.total_bytes)
         self.metrics.spool_segments.set(self.spool.segment_count)
+
+
+def _log_supervisor_end(task: asyncio.Task[None]) -> None:
+    """A supervisor that dies of a bug stops replay: say so loudly."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("es_supervisor_crashed", error=repr(exc), exc_info=exc)

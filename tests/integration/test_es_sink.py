@@ -127,14 +127,22 @@ def make_docs(
 # ---------------------------------------------------------------- fault injection
 
 
+DocKey = tuple[str, str]  # (kind, id): an invocation and its error share the id
+
+
+def key_of(doc: Doc) -> DocKey:
+    return (doc.kind, doc.doc_id)
+
+
 class Faults:
     """Decides, per request, to fail it before it leaves or to reject some bulk items."""
 
     def __init__(self) -> None:
         self.down = False
         self.refused = 0
-        self.reject_once: set[str] = set()  # ids answered 429 (not sent) the first time
-        self.reject_times: dict[str, int] = {}  # id -> how many more times to answer 429
+        self.reject_once: set[DocKey] = set()  # answered 429 (not sent) the first time
+        self.held: set[DocKey] = set()  # answered 429 on every attempt until released
+        self.held_answers = 0  # how many 429s the held documents got
         self.bulk_status: list[int] = []  # whole-request answers for the next bulk requests
 
 
@@ -153,7 +161,7 @@ def faulty_client_factory(faults: Faults) -> Callable[[IngestConfig], AsyncElast
                     status, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "127.0.0.1", 9200)
                 )
                 raise ApiError("injected", meta, {"error": {"type": "injected"}})
-            rejecting = faults.reject_once or faults.reject_times
+            rejecting = faults.reject_once or faults.held
             if path == "/_bulk" and rejecting and isinstance(body, bytes):
                 return await self._bulk_rejecting(method, path, body, kwargs)
             return await super().perform_request(method, path, **kwargs)
@@ -166,12 +174,14 @@ def faulty_client_factory(faults: Faults) -> Callable[[IngestConfig], AsyncElast
             rejected = []
             kept = []
             for pos, (action, source) in enumerate(pairs):
-                doc_id = orjson.loads(action)["create"]["_id"]
-                if doc_id in faults.reject_once:
-                    faults.reject_once.discard(doc_id)
+                head = orjson.loads(action)["create"]
+                # Index names are <prefix>-<kind>-<yyyy.mm.dd>.
+                key = (head["_index"].rsplit("-", 2)[1], head["_id"])
+                if key in faults.reject_once:
+                    faults.reject_once.discard(key)
                     rejected.append(pos)
-                elif faults.reject_times.get(doc_id, 0) > 0:
-                    faults.reject_times[doc_id] -= 1
+                elif key in faults.held:
+                    faults.held_answers += 1
                     rejected.append(pos)
                 else:
                     kept.append(action + b"\n" + source + b"\n")
@@ -374,8 +384,7 @@ async def test_429_items_are_retried_alone_and_indexed_once(
     faults = Faults()
     sink = await make_sink(faulty_client_factory(faults))
     docs = make_docs(20, logs=2)
-    rejected = {docs[1].doc_id, docs[7].doc_id, docs[-1].doc_id}
-    faults.reject_once = set(rejected)
+    faults.reject_once = {key_of(docs[1]), key_of(docs[7]), key_of(docs[-1])}
     await sink.write(docs)
     assert not faults.reject_once  # the injection happened
     assert refresh_and_count(es_url, es_prefix) == len(docs)
@@ -407,18 +416,27 @@ async def test_429_past_the_retry_window_is_spooled_then_indexed(
     faults = Faults()
     sink = await make_sink(faulty_client_factory(faults), retry_window_s=0.2)
     docs = make_docs(10)
-    stubborn = [d.doc_id for d in docs[:3]]
-    faults.reject_times = dict.fromkeys(stubborn, 8)
+    faults.held = {key_of(d) for d in docs[:3]}  # an invocation, its error, a log line
     await sink.write(docs)  # returns after the window: the 3 are spooled, not lost
     assert metric(sink, "faaslens_docs_spooled_total") == 3
     assert metric(sink, "faaslens_bulk_retries_total", reason="too_many_requests") >= 1
+    assert refresh_and_count(es_url, es_prefix) == len(docs) - 3
+
+    answered_during_write = faults.held_answers
+
+    async def replay_tried() -> bool:  # the supervisor keeps trying while they are refused
+        return faults.held_answers >= answered_during_write + 2 * 3
+
+    await apoll_until(replay_tried, timeout=30, what="replay attempts of the refused documents")
+    assert metric(sink, "faaslens_docs_replayed_total") == 0
+    faults.held.clear()  # Elasticsearch has room again
 
     async def drained() -> bool:
         return metric(sink, "faaslens_docs_replayed_total") == 3
 
     await apoll_until(drained, timeout=30, what="rejected documents replayed")
     assert refresh_and_count(es_url, es_prefix) == len(docs)
-    assert all(n == 0 for n in faults.reject_times.values())
+    assert metric(sink, "faaslens_spool_bytes") == 0
 
 
 async def test_outage_spools_and_replays_every_doc_exactly_once(
@@ -504,6 +522,35 @@ async def test_spool_full_is_a_counted_drop(make_sink: SinkFactory, tmp_path: Pa
     await sink.write(big)
     assert metric(sink, "faaslens_docs_failed_total", reason="spool_full") == len(big)
     assert metric(sink, "faaslens_spool_bytes") <= 20_000
+
+
+async def test_close_right_after_spooling_returns_and_keeps_the_spool(
+    make_sink: SinkFactory, es_url: str, es_prefix: str
+) -> None:
+    """Spooling wakes the supervisor; a close() arriving in the same instant must not be lost."""
+    faults = Faults()
+    spooled = 0
+    for _ in range(5):
+        sink = await make_sink(faulty_client_factory(faults), retry_window_s=0.05)
+        docs = make_docs(4)
+        spooled += len(docs)
+        faults.held = {key_of(d) for d in docs}
+        await sink.write(docs)  # all refused: spooled, and the supervisor is woken
+        closing = asyncio.create_task(sink.close())
+        done, _ = await asyncio.wait({closing}, timeout=10)
+        assert done, "close() did not return"
+        closing.result()
+        assert not sink.ready
+        assert metric(sink, "faaslens_spool_bytes") > 0  # kept on disk for the next start
+
+    faults.held.clear()
+    after = await make_sink()
+
+    async def drained() -> bool:
+        return metric(after, "faaslens_spool_bytes") == 0
+
+    await apoll_until(drained, timeout=30, what="spool of the closed sinks replayed")
+    assert refresh_and_count(es_url, es_prefix) == spooled
 
 
 async def test_spool_left_by_an_earlier_run_is_replayed_at_start(

@@ -419,7 +419,8 @@ async def test_429_past_the_retry_window_is_spooled_then_indexed(
     faults.held = {key_of(d) for d in docs[:3]}  # an invocation, its error, a log line
     await sink.write(docs)  # returns after the window: the 3 are spooled, not lost
     assert metric(sink, "faaslens_docs_spooled_total") == 3
-    assert metric(sink, "faaslens_bulk_retries_total", reason="too_many_requests") >= 1
+    # How many retries fit in the window depends on the machine's speed; the refusals don't.
+    assert faults.held_answers >= 3
     assert refresh_and_count(es_url, es_prefix) == len(docs) - 3
 
     answered_during_write = faults.held_answers

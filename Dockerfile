@@ -14,17 +14,15 @@ COPY pyproject.toml README.md* ./
 COPY shipper ./shipper
 COPY ingest ./ingest
 COPY faaslens ./faaslens
-RUN pip install '.[ingest]'
-
 COPY es-templates ./es-templates
+RUN pip install '.[ingest]'
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin faaslens \
     && mkdir -p /app/var \
     && chown faaslens /app/var
 
 # The package is installed, not run from the source tree: tell it where things are.
-ENV FAASLENS_ES_TEMPLATES_DIR=/app/es-templates \
-    FAASLENS_SPOOL_DIR=/app/var/spool \
+ENV FAASLENS_SPOOL_DIR=/app/var/spool \
     FAASLENS_DEAD_LETTER_PATH=/app/var/dead-letter.ndjson
 
 USER faaslens

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import site
+import sysconfig
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -17,6 +19,18 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FAASLENS_"
+
+
+def default_templates_dir() -> str:
+    """The source tree's ``es-templates/``, else the copy a wheel installs under
+    ``<prefix>/share/faaslens`` (system, virtualenv or ``--user``)."""
+    candidates = [
+        REPO_ROOT / "es-templates",
+        Path(sysconfig.get_path("data")) / "share" / "faaslens" / "es-templates",
+        Path(site.getuserbase()) / "share" / "faaslens" / "es-templates",
+    ]
+    found = next((c for c in candidates if c.is_dir()), candidates[0])
+    return str(found)
 
 
 class ConfigError(ValueError):
@@ -44,7 +58,7 @@ class IngestConfig:
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
     es_index_prefix: str = "faaslens"
-    es_templates_dir: str = str(REPO_ROOT / "es-templates")
+    es_templates_dir: str = field(default_factory=default_templates_dir)
     es_request_timeout_s: float = 30.0
     es_shards: int = 1
     es_replicas: int = 0

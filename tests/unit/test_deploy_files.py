@@ -116,6 +116,26 @@ def test_dockerfile_installs_the_worker_extra_and_runs_it() -> None:
     for copied in re.findall(r"^COPY (\S+) \./", text, re.M):
         if not copied.endswith("*"):
             assert (REPO / copied).exists(), f"Dockerfile copies missing {copied}"
+    # The wheel built by `pip install .` carries the templates: they must be there first.
+    assert text.index("COPY es-templates") < text.index("pip install")
+
+
+def test_the_wheel_ships_every_elasticsearch_template() -> None:
+    data_files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "data-files"
+    ]
+    shipped = {
+        (target, path.name)
+        for target, patterns in data_files.items()
+        for pattern in patterns
+        for path in REPO.glob(pattern)
+    }
+    on_disk = {
+        (f"share/faaslens/{path.parent.relative_to(REPO).as_posix()}", path.name)
+        for path in (REPO / "es-templates").rglob("*")
+        if path.is_file()
+    }
+    assert on_disk and shipped == on_disk
 
 
 def test_stack_generates_a_config_promtool_accepts(stack: ModuleType, tmp_path: Path) -> None:

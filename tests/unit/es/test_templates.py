@@ -92,3 +92,26 @@ def test_unknown_placeholder_is_a_config_error() -> None:
 def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing component"):
         load_templates(tmp_path, "fl")
+
+
+def test_templates_are_found_in_the_source_tree_then_where_the_wheel_puts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.config as config_module
+
+    assert IngestConfig().es_templates_dir == str(REPO_ROOT / "es-templates")
+
+    # Installed from a wheel: no source tree next to the package, a copy under <prefix>/share.
+    site_packages = tmp_path / "lib" / "site-packages"
+    site_packages.mkdir(parents=True)
+    monkeypatch.setattr(config_module, "REPO_ROOT", site_packages)
+    monkeypatch.setattr(config_module.site, "getuserbase", lambda: str(tmp_path / "user"))
+    monkeypatch.setattr(config_module.sysconfig, "get_path", lambda name: str(tmp_path))
+    assert IngestConfig().es_templates_dir == str(site_packages / "es-templates")  # none yet
+
+    user_copy = tmp_path / "user" / "share" / "faaslens" / "es-templates"
+    user_copy.mkdir(parents=True)
+    assert IngestConfig().es_templates_dir == str(user_copy)
+    prefix_copy = tmp_path / "share" / "faaslens" / "es-templates"
+    prefix_copy.mkdir(parents=True)
+    assert IngestConfig().es_templates_dir == str(prefix_copy)

@@ -57,14 +57,9 @@ def _action_head(index: str) -> bytes:
     return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":'
 
 
-def _json_string(text: str) -> bytes:
-    # C, and for a short str cheaper than orjson.dumps.
-    return encode_basestring_ascii(text).encode()
-
-
 def action_line(index: str, doc_id: str) -> bytes:
     """``{"create":{"_index":...,"_id":...}}`` + newline. ``create`` makes a retry answer 409."""
-    return _action_head(index) + _json_string(doc_id) + b"}}\n"
+    return _action_head(index) + encode_basestring_ascii(doc_id).encode() + b"}}\n"
 
 
 def build_body(docs: Sequence[Doc], prefix: str) -> bytes:
@@ -72,7 +67,7 @@ def build_body(docs: Sequence[Doc], prefix: str) -> bytes:
     parts: list[bytes] = []
     append = parts.append
     heads: dict[tuple[str, str], bytes] = {}  # (kind, day) -> _action_head of its index
-    json_string = _json_string
+    json_string = encode_basestring_ascii  # C; for a short str cheaper than orjson.dumps
     for doc in docs:
         kind, doc_id, day, source = doc
         head = heads.get((kind, day))
@@ -80,7 +75,7 @@ def build_body(docs: Sequence[Doc], prefix: str) -> bytes:
             head = heads[(kind, day)] = _action_head(f"{prefix}-{kind}-{day}")
         # action_line()'s bytes, appended in parts.
         append(head)
-        append(json_string(doc_id))
+        append(json_string(doc_id).encode())
         append(b"}}\n")
         append(source)
         append(b"\n")

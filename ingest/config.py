@@ -92,11 +92,12 @@ class IngestConfig:
 
 
 _FIELDS = {f.name: f for f in fields(IngestConfig)}
+_DEFAULTS = IngestConfig()  # their types tell _coerce what a raw value must become
 
 
 def _coerce(name: str, raw: Any) -> Any:
     """Turn a TOML / env / flag value into the field's type, or raise ConfigError."""
-    default = getattr(IngestConfig(), name)
+    default = getattr(_DEFAULTS, name)
     try:
         if isinstance(default, bool):
             if isinstance(raw, bool):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import structlog
 
 from ingest.aggregates import Aggregates
+from ingest.aio import wait_event
 from ingest.batcher import Batcher
 from ingest.events import Doc, Sink
 from ingest.selfmetrics import RejectionLog, SelfMetrics
@@ -224,11 +224,7 @@ class Pipeline:
                 timeout = None
                 if len(self.batcher):
                     timeout = max(0.0, self._last_flush + self.batch_max_wait_s - time.monotonic())
-                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that
-                # arrives as the event fires.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
+                await wait_event(self._wake, timeout)
             self._waiting = False
         batch = self.batcher.flush()
         if batch:

@@ -29,6 +29,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ingest import retention
+from ingest.aio import wait_event
 from ingest.bulk import (
     DEAD_LETTER_REASONS,
     RETRY_REASONS,
@@ -481,12 +482,7 @@ class ElasticsearchSink:
         if not wakeable:
             await asyncio.sleep(delay)
             return False
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel
-            # that arrives as the event fires, and close() would wait forever.
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
-        except TimeoutError:
+        if not await wait_event(self._wake, delay):
             return False
         self._wake.clear()
         return True

@@ -10,7 +10,6 @@ runs from, or the local stack's), else ``scripts/stack`` unpacks its cached zip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import socket
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ingest.aio import wait_event
 from ingest.config import IngestConfig
 from ingest.events import Doc
 from ingest.sink_es import ElasticsearchSink
@@ -147,8 +147,7 @@ async def test_es_stopped_mid_stream_and_restarted_loses_and_duplicates_nothing(
             await sink.write(batch)
             sent.extend(batch)
             # Paced traffic: the next batch 20 ms later, unless told to stop first.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_writing.wait(), timeout=0.02)
+            await wait_event(stop_writing, 0.02)
 
     try:
         task = asyncio.create_task(writer())

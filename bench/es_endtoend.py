@@ -47,12 +47,12 @@ from _worker_frames import frame, templates  # noqa: E402
 from elasticsearch import AsyncElasticsearch, Elasticsearch, helpers  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from ingest.bulk import build_body  # noqa: E402
-from ingest.config import IngestConfig  # noqa: E402
-from ingest.events import Doc  # noqa: E402
-from ingest.sink_es import ElasticsearchSink  # noqa: E402
-from ingest.templates import delete_templates, install_templates, load_templates  # noqa: E402
-from ingest.validate import Validator  # noqa: E402
+from faaslens.ingest.bulk import build_body  # noqa: E402
+from faaslens.ingest.config import IngestConfig  # noqa: E402
+from faaslens.ingest.events import Doc  # noqa: E402
+from faaslens.ingest.sink_es import ElasticsearchSink  # noqa: E402
+from faaslens.ingest.templates import delete_templates, install_templates, load_templates  # noqa: E402
+from faaslens.ingest.validate import Validator  # noqa: E402
 
 GOAL = 0.8
 TEMPLATES = HERE.parent / "es-templates"
@@ -240,7 +240,7 @@ async def _worker_run(
     url: str, prefix: str, frames: int, rate: float, spool: str
 ) -> dict[str, float]:
     """The whole worker (UDP -> validate -> batch -> sink) fed by a paced sender process."""
-    from ingest.runner import Worker
+    from faaslens.ingest.runner import Worker
 
     config = IngestConfig(
         es_url=url,

@@ -46,12 +46,12 @@ from typing import Any
 import orjson
 from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 
+from faaslens.ingest.bulk import build_body
+from faaslens.ingest.config import IngestConfig
+from faaslens.ingest.events import Doc
+from faaslens.ingest.templates import install_templates, templates_for
+from faaslens.ingest.validate import Validator
 from faaslens.query.client import QueryClient
-from ingest.bulk import build_body
-from ingest.config import IngestConfig
-from ingest.events import Doc
-from ingest.templates import install_templates, templates_for
-from ingest.validate import Validator
 
 FUNCTIONS = [f"fn-{name}" for name in ("checkout", "search", "resize", "mailer", "auth", "cart")]
 SERVICES = ["payments", "inventory", "shipping", "pricing", "ledger", "catalog", "geocoder"]

@@ -21,10 +21,10 @@ import time
 
 BARE = "pass"
 SHIPPER = """
-import shipper
-log = shipper.get_logger("app")
-orders = shipper.counter("orders")
-@shipper.instrument
+import faaslens
+log = faaslens.get_logger("app")
+orders = faaslens.counter("orders")
+@faaslens.instrument
 def handler(event, context):
     log.info("x")
     orders.inc()
@@ -86,7 +86,7 @@ def own_modules_ms(env: dict[str, str]) -> tuple[float, list[tuple[str, float]],
         except ValueError:
             continue  # the header line
         name = parts[2].strip()
-        if name == "shipper" or name.startswith("shipper."):
+        if name == "faaslens" or name.startswith("faaslens.shipper"):
             mods.append((name, self_us / 1000.0))
         if name == "structlog":
             structlog_loaded = True

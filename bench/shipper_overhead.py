@@ -149,10 +149,10 @@ def make_floor(port: int) -> Callable[[Any, Any], Any]:
 
 
 def make_shipper(port: int, **settings: Any) -> tuple[Callable[[Any, Any], Any], Any]:
-    from shipper.config import ShipperConfig
-    from shipper.core import Shipper
-    from shipper.logs import Logger
-    from shipper.metrics import Counter
+    from faaslens.shipper.config import ShipperConfig
+    from faaslens.shipper.core import Shipper
+    from faaslens.shipper.logs import Logger
+    from faaslens.shipper.metrics import Counter
 
     sh = Shipper(
         ShipperConfig(endpoint=f"udp://127.0.0.1:{port}", service="checkout", **settings),

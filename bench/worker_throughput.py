@@ -68,9 +68,9 @@ async def worker_run(
     Returns (frames processed, cpu s, wall s, docs, kernel+queue drops). With
     Elasticsearch the clock stops when every document is indexed.
     """
-    from ingest.config import IngestConfig
-    from ingest.runner import Worker, configure_logging, tune_process
-    from ingest.sink_null import NullSink
+    from faaslens.ingest.config import IngestConfig
+    from faaslens.ingest.runner import Worker, configure_logging, tune_process
+    from faaslens.ingest.sink_null import NullSink
 
     tune_process()  # as `faaslens ingest` runs
     configure_logging("warning")

@@ -12,9 +12,12 @@ from collections.abc import Sequence
 
 # name -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("ingest.runner", "run the ingest worker (UDP/TCP in, Elasticsearch + /metrics out)"),
-    "setup": ("ingest.setup", "install the Elasticsearch templates and exit"),
-    "demo": ("shipper.demo", "send simulated function traffic through the real shipper"),
+    "ingest": (
+        "faaslens.ingest.runner",
+        "run the ingest worker (UDP/TCP in, Elasticsearch + /metrics out)",
+    ),
+    "setup": ("faaslens.ingest.setup", "install the Elasticsearch templates and exit"),
+    "demo": ("faaslens.demo", "send simulated function traffic through the real shipper"),
     "query": ("faaslens.query.cli", "look up invocations and search errors in Elasticsearch"),
 }
 

@@ -56,7 +56,7 @@ from faaslens.query.dashboards import (
 )
 
 if TYPE_CHECKING:
-    from ingest.runner import Worker
+    from faaslens.ingest.runner import Worker
     from tests.support import Prometheus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -419,7 +419,7 @@ def _feed(
     datasources: dict[str, Json],
 ) -> Live:
     """Register the worker with Prometheus, run the demo, wait for indexing and the scrape."""
-    from shipper.demo import run_demo
+    from faaslens.demo import run_demo
     from tests.support import es_request, http_json, poll_until
 
     assert worker.udp_address is not None and worker.http_address is not None

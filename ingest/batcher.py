@@ -6,7 +6,7 @@ The runner drives the time-based flush (``batch_max_wait_s``) by calling
 
 from __future__ import annotations
 
-from ingest.events import Doc
+from faaslens.ingest.events import Doc
 
 # Bytes a bulk action line adds to a document, roughly: {"create":{"_index":..,"_id":..}}\n + \n
 ACTION_OVERHEAD = 64

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ingest.events import Doc, IndexKind
+from faaslens.ingest.events import Doc, IndexKind
 
 Disposition = Literal["indexed", "duplicate", "retry", "dead"]
 

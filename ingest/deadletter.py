@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from ingest.bulk import ItemFailure
+from faaslens.ingest.bulk import ItemFailure
 
 
 def encode_line(failure: ItemFailure, prefix: str, now: datetime) -> bytes:

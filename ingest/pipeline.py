@@ -20,13 +20,13 @@ from typing import Any
 
 import structlog
 
-from ingest.aggregates import Aggregates
-from ingest.aio import wait_event
-from ingest.batcher import Batcher
-from ingest.events import Doc, Sink
-from ingest.selfmetrics import RejectionLog, SelfMetrics
-from ingest.sequence import SequenceTracker
-from ingest.validate import Validator
+from faaslens.ingest.aggregates import Aggregates
+from faaslens.ingest.aio import wait_event
+from faaslens.ingest.batcher import Batcher
+from faaslens.ingest.events import Doc, Sink
+from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
+from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.validate import Validator
 
 __all__ = ["Pipeline"]
 

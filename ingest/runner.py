@@ -25,18 +25,18 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
-from ingest.aggregates import Aggregates
-from ingest.batcher import Batcher
-from ingest.config import ConfigError, IngestConfig, config_from_argv, parse_hostport
-from ingest.events import Sink
-from ingest.http import HttpServer
-from ingest.pipeline import Pipeline
-from ingest.selfmetrics import RejectionLog, SelfMetrics
-from ingest.sequence import SequenceTracker
-from ingest.sink_null import NullSink
-from ingest.source_tcp import TcpSource
-from ingest.source_udp import UdpSource
-from ingest.validate import Validator
+from faaslens.ingest.aggregates import Aggregates
+from faaslens.ingest.batcher import Batcher
+from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, parse_hostport
+from faaslens.ingest.events import Sink
+from faaslens.ingest.http import HttpServer
+from faaslens.ingest.pipeline import Pipeline
+from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
+from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.sink_null import NullSink
+from faaslens.ingest.source_tcp import TcpSource
+from faaslens.ingest.source_udp import UdpSource
+from faaslens.ingest.validate import Validator
 
 __all__ = ["Worker", "configure_logging", "main", "make_sink", "tune_process"]
 
@@ -267,7 +267,7 @@ def make_sink(config: IngestConfig, registry: CollectorRegistry) -> Sink:
     if config.sink == "null":
         return NullSink(config.es_index_prefix)
     if config.sink == "elasticsearch":
-        from ingest.sink_es import ElasticsearchSink  # heavy import, only when used
+        from faaslens.ingest.sink_es import ElasticsearchSink  # heavy import, only when used
 
         return ElasticsearchSink(config, registry)
     raise ConfigError(f"sink: expected 'elasticsearch' or 'null', got {config.sink!r}")

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from ingest.events import EVENT_REASONS, FRAME_REASONS
+from faaslens.ingest.events import EVENT_REASONS, FRAME_REASONS
 
 __all__ = ["DROP_REASONS", "RejectionLog", "SelfMetrics"]
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from elasticsearch import ApiError, TransportError
 
-from ingest.config import ConfigError, IngestConfig, config_from_argv
-from ingest.sink_es import make_client
-from ingest.templates import install_templates, templates_for
+from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv
+from faaslens.ingest.sink_es import make_client
+from faaslens.ingest.templates import install_templates, templates_for
 
 
 async def _install(config: IngestConfig) -> list[str]:

@@ -28,9 +28,9 @@ from elastic_transport import ConnectionTimeout, SerializationError, TransportEr
 from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ingest import retention
-from ingest.aio import wait_event
-from ingest.bulk import (
+from faaslens.ingest import retention
+from faaslens.ingest.aio import wait_event
+from faaslens.ingest.bulk import (
     DEAD_LETTER_REASONS,
     RETRY_REASONS,
     BulkOutcome,
@@ -42,11 +42,11 @@ from ingest.bulk import (
     classify_status,
     retry_reason,
 )
-from ingest.config import ConfigError, IngestConfig
-from ingest.deadletter import DeadLetterFile
-from ingest.events import Doc
-from ingest.spool import Spool, SpoolFull
-from ingest.templates import check_prefix, install_templates, templates_for
+from faaslens.ingest.config import ConfigError, IngestConfig
+from faaslens.ingest.deadletter import DeadLetterFile
+from faaslens.ingest.events import Doc
+from faaslens.ingest.spool import Spool, SpoolFull
+from faaslens.ingest.templates import check_prefix, install_templates, templates_for
 
 log = structlog.get_logger("faaslens.sink_es")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ingest.bulk import build_body
-from ingest.events import Doc
+from faaslens.ingest.bulk import build_body
+from faaslens.ingest.events import Doc
 
 __all__ = ["NullSink"]
 

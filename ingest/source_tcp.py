@@ -14,7 +14,7 @@ from typing import cast
 
 import structlog
 
-from ingest.selfmetrics import SelfMetrics
+from faaslens.ingest.selfmetrics import SelfMetrics
 
 __all__ = ["TcpSource"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ingest.selfmetrics import SelfMetrics
+from faaslens.ingest.selfmetrics import SelfMetrics
 
 __all__ = ["UdpSource", "read_kernel_drops"]
 

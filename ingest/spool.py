@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, get_args
 
-from ingest.events import Doc, IndexKind
+from faaslens.ingest.events import Doc, IndexKind
 
 MAGIC = b"FLS1"
 _RECORD = struct.Struct("<4sII")

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from elasticsearch import AsyncElasticsearch
 
-from ingest.config import ConfigError, IngestConfig
+from faaslens.ingest.config import ConfigError, IngestConfig
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # Lowercase, no characters Elasticsearch refuses in index names, not starting with - _ +.

@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.events import Doc
-from ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
+from faaslens.ingest.events import Doc
+from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
 
 __all__ = ["FrameResult", "Validator", "day_of"]
 

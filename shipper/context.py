@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from shipper.config import ShipperConfig
+    from faaslens.shipper.config import ShipperConfig
 
 _HEX = frozenset("0123456789abcdef")
 _MIB = 1024 * 1024

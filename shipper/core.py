@@ -14,20 +14,20 @@ import sys
 import threading
 import time
 
-from shipper import config as _config
-from shipper import context as _context
-from shipper.cost import estimator_for
-from shipper.errors import error_fields
-from shipper.invocation import (
+from faaslens.shipper import config as _config
+from faaslens.shipper import context as _context
+from faaslens.shipper.cost import estimator_for
+from faaslens.shipper.errors import error_fields
+from faaslens.shipper.processors import RedactKeys
+from faaslens.shipper.record import (
     Invocation,
     InvocationScope,
     MetricBuffer,
     current_invocation,
     wrap_handler,
 )
-from shipper.processors import RedactKeys
-from shipper.transport import Stats, Transport, make_transport
-from shipper.wire import (
+from faaslens.shipper.transport import Stats, Transport, make_transport
+from faaslens.shipper.wire import (
     MAX_LOGGER,
     MAX_MESSAGE,
     TCP_MAX,
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any, TypeVar, overload
 
-    from shipper.cost import Estimator
-    from shipper.invocation import Line
+    from faaslens.shipper.cost import Estimator
+    from faaslens.shipper.record import Line
 
     F = TypeVar("F", bound=Callable[..., Any])
     # (fields differing from the resource block, price estimator, memory size,
@@ -505,7 +505,7 @@ class Shipper:
         if not isinstance(left, int) or left <= 0:
             return
         if self._watchdog is None:
-            from shipper.watchdog import Watchdog
+            from faaslens.shipper.watchdog import Watchdog
 
             self._watchdog = Watchdog(self._on_timeout)
         margin = self._margin_ms

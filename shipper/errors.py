@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 
-from shipper.wire import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, truncate
+from faaslens.shipper.wire import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 # The decorator's wrapper frame says nothing about the error: left out of both.
-_WRAPPER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "invocation.py")
+_WRAPPER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "record.py")
 FINGERPRINT_FRAMES = 5
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from shipper.core import get_shipper
-from shipper.invocation import current_invocation
-from shipper.logs import level_of
+from faaslens.shipper.core import get_shipper
+from faaslens.shipper.logs import level_of
+from faaslens.shipper.record import current_invocation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from shipper.core import Shipper
+    from faaslens.shipper.core import Shipper
 
 # Attributes every LogRecord has: anything else came from ``extra=`` and is a label.
 _RECORD_ATTRS = frozenset(

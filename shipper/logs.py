@@ -16,16 +16,16 @@ an id of ``<src>-<seq>``.
 
 from __future__ import annotations
 
-from shipper.core import get_shipper
-from shipper.errors import exception_from
-from shipper.invocation import current_invocation
+from faaslens.shipper.core import get_shipper
+from faaslens.shipper.errors import exception_from
+from faaslens.shipper.record import current_invocation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
     from typing import Any
 
-    from shipper.core import Shipper
+    from faaslens.shipper.core import Shipper
 
 _LEVELS = {
     "debug": (10, "debug"),

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 
-from shipper.core import get_shipper
-from shipper.invocation import clean_metric_labels, valid_name
-from shipper.wire import truncate
+from faaslens.shipper.core import get_shipper
+from faaslens.shipper.record import clean_metric_labels, valid_name
+from faaslens.shipper.wire import truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from shipper.core import Shipper
+    from faaslens.shipper.core import Shipper
 
 
 # Distinct label sets one metric may use in a process; past it, updates are dropped and

@@ -15,8 +15,8 @@ in ``__call__``; none imports structlog unless it has to drop an event.
 
 from __future__ import annotations
 
-from shipper.invocation import current_invocation
-from shipper.wire import LOG_LABEL_BUDGET, MAX_LOG_LABELS, dumps, truncate
+from faaslens.shipper.record import current_invocation
+from faaslens.shipper.wire import LOG_LABEL_BUDGET, MAX_LOG_LABELS, dumps, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

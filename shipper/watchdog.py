@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from shipper.invocation import Invocation
+    from faaslens.shipper.record import Invocation
 
 
 class Watchdog:

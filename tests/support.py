@@ -207,7 +207,7 @@ def worker_test_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any)
     """Ingest config on ephemeral loopback ports; spool and dead letters under tmp_path."""
     import dataclasses
 
-    from ingest.config import IngestConfig
+    from faaslens.ingest.config import IngestConfig
 
     cfg = IngestConfig(
         udp_listen="127.0.0.1:0",
@@ -244,7 +244,7 @@ class WorkerThread(threading.Thread):
             self.started.set()
 
     async def _main(self) -> None:
-        from ingest.runner import Worker
+        from faaslens.ingest.runner import Worker
 
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()

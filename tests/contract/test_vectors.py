@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.validate import Validator
+from faaslens.ingest.validate import Validator
 from tests.vectors.generate import all_vectors, shipper_frames
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from faaslens.demo import run_demo
 from faaslens.query.dashboards import (
     PanelTarget,
     Variables,
@@ -40,7 +41,6 @@ from faaslens.query.dashboards import (
     load_dashboards,
     prom_variable_query,
 )
-from shipper.demo import run_demo
 from tests.support import (
     Prometheus,
     WorkerThread,

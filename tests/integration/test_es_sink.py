@@ -29,13 +29,13 @@ from elastic_transport import (
 from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 
-from ingest.bulk import classify
-from ingest.config import REPO_ROOT, ConfigError, IngestConfig
-from ingest.deadletter import iter_lines
-from ingest.events import Doc
-from ingest.setup import main as setup_main
-from ingest.sink_es import ElasticsearchSink, make_client
-from ingest.validate import Validator
+from faaslens.ingest.bulk import classify
+from faaslens.ingest.config import REPO_ROOT, ConfigError, IngestConfig
+from faaslens.ingest.deadletter import iter_lines
+from faaslens.ingest.events import Doc
+from faaslens.ingest.setup import main as setup_main
+from faaslens.ingest.sink_es import ElasticsearchSink, make_client
+from faaslens.ingest.validate import Validator
 from tests.support import apoll_until, es_request, http_json
 
 pytestmark = pytest.mark.integration
@@ -579,8 +579,8 @@ async def test_classifier_reads_a_real_bulk_response(es_url: str, es_prefix: str
     sink_docs = make_docs(2, logs=1)
     client = make_client(config)
     try:
-        from ingest.bulk import build_body
-        from ingest.templates import install_templates, templates_for
+        from faaslens.ingest.bulk import build_body
+        from faaslens.ingest.templates import install_templates, templates_for
 
         await install_templates(client, templates_for(config))
         bad = Doc("logs", "bad-0", sink_docs[0].day, b'{"event.sequence":"x"}')

@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 import pytest
 
+from faaslens.ingest.config import IngestConfig
+from faaslens.ingest.runner import Worker
 from faaslens.query import cli
-from ingest.config import IngestConfig
-from ingest.runner import Worker
-from shipper.wire import Packer
+from faaslens.shipper.wire import Packer
 from tests.support import delete_es_prefix, es_request, poll_until, worker_test_config
 
 pytestmark = pytest.mark.integration

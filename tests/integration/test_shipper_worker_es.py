@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ingest.runner import Worker
-from shipper.config import ShipperConfig
-from shipper.core import Shipper
-from shipper.demo import run_demo
-from shipper.logs import Logger
-from shipper.metrics import Counter
+from faaslens.demo import run_demo
+from faaslens.ingest.runner import Worker
+from faaslens.shipper.config import ShipperConfig
+from faaslens.shipper.core import Shipper
+from faaslens.shipper.logs import Logger
+from faaslens.shipper.metrics import Counter
 from tests.support import apoll_until, es_request, http_json, worker_test_config
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.runner import Worker
+from faaslens.ingest.runner import Worker
 from tests.support import (
     Prometheus,
     apoll_until,

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.config import IngestConfig
-from ingest.events import Doc
-from ingest.runner import Worker
-from ingest.sink_null import NullSink
+from faaslens.ingest.config import IngestConfig
+from faaslens.ingest.events import Doc
+from faaslens.ingest.runner import Worker
+from faaslens.ingest.sink_null import NullSink
 from tests.support import apoll_until
 
 pytestmark = pytest.mark.integration

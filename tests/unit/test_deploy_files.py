@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.config import IngestConfig
+from faaslens.ingest.config import IngestConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_FLAGS = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(IngestConfig)}

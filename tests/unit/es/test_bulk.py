@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.bulk import (
+from faaslens.ingest.bulk import (
     BulkResponseError,
     action_line,
     backoff_delay,
@@ -18,7 +18,7 @@ from ingest.bulk import (
     dead_letter_reason,
     retry_reason,
 )
-from ingest.events import Doc
+from faaslens.ingest.events import Doc
 
 CAPTURED = Path(__file__).with_name("bulk_response_mixed.json")
 

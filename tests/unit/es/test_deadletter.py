@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from ingest.bulk import ItemFailure
-from ingest.deadletter import DeadLetterFile, encode_line, iter_lines
-from ingest.events import Doc
+from faaslens.ingest.bulk import ItemFailure
+from faaslens.ingest.deadletter import DeadLetterFile, encode_line, iter_lines
+from faaslens.ingest.events import Doc
 
 SOURCE = orjson.dumps({"@timestamp": 1764072000000, "event.duration": "abc", "message": "é\n"})
 FAILURE = ItemFailure(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ingest.config import ConfigError, IngestConfig
-from ingest.events import Doc
-from ingest.sink_es import ElasticsearchSink, _chunks
+from faaslens.ingest.config import ConfigError, IngestConfig
+from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es import ElasticsearchSink, _chunks
 
 
 def _docs(n: int, size: int = 10) -> list[Doc]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.events import Doc, IndexKind
-from ingest.spool import (
+from faaslens.ingest.events import Doc, IndexKind
+from faaslens.ingest.spool import (
     Spool,
     SpoolCorrupt,
     SpoolFull,

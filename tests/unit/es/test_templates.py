@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.config import REPO_ROOT, ConfigError, IngestConfig
-from ingest.templates import (
+from faaslens.ingest.config import REPO_ROOT, ConfigError, IngestConfig
+from faaslens.ingest.templates import (
     check_prefix,
     composed_mappings,
     load_templates,
@@ -97,7 +97,7 @@ def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
 def test_templates_are_found_in_the_source_tree_then_where_the_wheel_puts_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ingest.config as config_module
+    import faaslens.ingest.config as config_module
 
     assert IngestConfig().es_templates_dir == str(REPO_ROOT / "es-templates")
 

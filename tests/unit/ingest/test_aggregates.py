@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
 
-from ingest.aggregates import CORE_LABELS, EXEMPLAR_EVERY_S, OVERFLOW, Aggregates
+from faaslens.ingest.aggregates import CORE_LABELS, EXEMPLAR_EVERY_S, OVERFLOW, Aggregates
 
 LABELS = {
     "function": "checkout",

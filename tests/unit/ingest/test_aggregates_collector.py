@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest as text_format
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-from ingest.aggregates import (
+from faaslens.ingest.aggregates import (
     CORE_LABELS,
     DURATION_BUCKETS,
     INIT_BUCKETS,

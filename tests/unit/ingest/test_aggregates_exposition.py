@@ -19,8 +19,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from ingest.aggregates import Aggregates
-from ingest.http import HttpServer
+from faaslens.ingest.aggregates import Aggregates
+from faaslens.ingest.http import HttpServer
 from tests.unit.ingest.test_aggregates import record
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ingest.aio import wait_event
+from faaslens.ingest.aio import wait_event
 
 
 async def _next_turn() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.batcher import ACTION_OVERHEAD, Batcher
-from ingest.events import Doc
+from faaslens.ingest.batcher import ACTION_OVERHEAD, Batcher
+from faaslens.ingest.events import Doc
 
 
 def doc(i: int, size: int = 10) -> Doc:

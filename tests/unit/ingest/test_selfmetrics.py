@@ -6,7 +6,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from ingest.selfmetrics import RejectionLog, SelfMetrics
+from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
 
 
 def test_one_line_per_reason_per_interval_with_count() -> None:

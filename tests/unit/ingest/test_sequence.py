@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.sequence import SequenceTracker
+from faaslens.ingest.sequence import SequenceTracker
 
 
 def test_gaps_count_lost_frames_and_late_ones_take_back() -> None:

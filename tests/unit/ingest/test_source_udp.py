@@ -8,8 +8,8 @@ import threading
 
 from prometheus_client import CollectorRegistry
 
-from ingest.selfmetrics import SelfMetrics
-from ingest.source_udp import UdpSource, read_kernel_drops
+from faaslens.ingest.selfmetrics import SelfMetrics
+from faaslens.ingest.source_udp import UdpSource, read_kernel_drops
 from tests.support import poll_until
 
 

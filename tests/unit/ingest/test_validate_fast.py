@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.validate import FrameResult, Validator
+from faaslens.ingest.validate import FrameResult, Validator
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
@@ -130,7 +130,7 @@ def mutations(frame: bytes, rng: random.Random) -> Iterator[bytes]:
 
 def test_fast_path_accepts_what_shippers_send() -> None:
     """Valid frames take the fast path (else it would be pointless)."""
-    from ingest.validate import _fast_decoder
+    from faaslens.ingest.validate import _fast_decoder
 
     fast = _fast_decoder()
     frames = valid_frames()

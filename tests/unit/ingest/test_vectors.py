@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ingest.validate import Validator
+from faaslens.ingest.validate import Validator
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 

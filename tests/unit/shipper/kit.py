@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from shipper.config import ShipperConfig
-from shipper.core import Clock, Shipper
+from faaslens.shipper.config import ShipperConfig
+from faaslens.shipper.core import Clock, Shipper
 
 TS = 1_764_028_800_123  # 2025-11-25T00:00:00.123Z
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from shipper.config import ShipperConfig
-from shipper.context import (
+from faaslens.shipper.config import ShipperConfig
+from faaslens.shipper.context import (
     detect_provider,
     extract,
     new_execution_id,

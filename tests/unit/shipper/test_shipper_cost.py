@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipper.cost import estimator_for
+from faaslens.shipper.cost import estimator_for
 
 MIB = 1024 * 1024
 

@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 import orjson
 
-from ingest.validate import Validator
-from shipper.demo import main, run_demo
+from faaslens.demo import main, run_demo
+from faaslens.ingest.validate import Validator
 from tests.unit.shipper.kit import Receiver
 
 

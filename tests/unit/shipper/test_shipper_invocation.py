@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from shipper.errors import fingerprint
-from shipper.logs import Logger
-from shipper.metrics import Counter
-from shipper.transport import Transport
+from faaslens.shipper.errors import fingerprint
+from faaslens.shipper.logs import Logger
+from faaslens.shipper.metrics import Counter
+from faaslens.shipper.transport import Transport
 from tests.support import poll_until
 from tests.unit.shipper.kit import (
     TS,
@@ -361,18 +361,18 @@ def test_watchdog_does_not_keep_finished_invocations(rx: Receiver) -> None:
 
 
 def test_module_level_api_follows_configure(rx: Receiver) -> None:
-    import shipper
-    from shipper import core
+    import faaslens
+    from faaslens.shipper import core
 
     previous = core._default
     other = Receiver()
     try:
-        shipper.configure(endpoint=rx.endpoint, service="api", environment="dev")
+        faaslens.configure(endpoint=rx.endpoint, service="api", environment="dev")
 
-        @shipper.instrument(name="ping")
+        @faaslens.instrument(name="ping")
         def handler() -> str:
-            shipper.set_label("k", "v")
-            inv = shipper.current_invocation()
+            faaslens.set_label("k", "v")
+            inv = faaslens.current_invocation()
             assert inv is not None
             return inv.execution_id
 
@@ -381,10 +381,10 @@ def test_module_level_api_follows_configure(rx: Receiver) -> None:
         assert env["res"]["service.name"] == "api"
         assert env["ev"][0]["faas.execution"] == exec_id
         assert env["ev"][0]["labels"] == {"k": "v"}
-        shipper.configure(endpoint=other.endpoint)  # after decoration: followed
+        faaslens.configure(endpoint=other.endpoint)  # after decoration: followed
         handler()
         assert len(other.frames()) == 1 and rx.frames() == []
-        assert shipper.stats()["frames_sent"] == 1
+        assert faaslens.stats()["frames_sent"] == 1
     finally:
         core._default = previous
         other.close()

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from shipper.core import Shipper
-from shipper.logging_handler import LoggingHandler
-from shipper.logs import Logger
-from shipper.processors import RedactKeys, add_invocation_context
+from faaslens.shipper.core import Shipper
+from faaslens.shipper.logging_handler import LoggingHandler
+from faaslens.shipper.logs import Logger
+from faaslens.shipper.processors import RedactKeys, add_invocation_context
 from tests.unit.shipper.kit import FixedClock, Receiver, by_type, make_shipper, receivers
 
 
@@ -218,8 +218,8 @@ def test_stdlib_logging_handler(rx: Receiver) -> None:
 def test_structlog_configured_to_ship(rx: Receiver) -> None:
     import structlog
 
-    from shipper import core
-    from shipper.logs import configure_structlog
+    from faaslens.shipper import core
+    from faaslens.shipper.logs import configure_structlog
 
     sh = make_shipper(rx)
     previous = core._default
@@ -251,10 +251,10 @@ def test_echo_prints_lines(rx: Receiver, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_import_does_not_load_structlog() -> None:
     code = (
-        "import sys, shipper\n"
-        "log = shipper.get_logger('x')\n"
-        "c = shipper.counter('c')\n"
-        "@shipper.instrument\n"
+        "import sys, faaslens\n"
+        "log = faaslens.get_logger('x')\n"
+        "c = faaslens.counter('c')\n"
+        "@faaslens.instrument\n"
         "def h(e, c): log.info('x'); return 1\n"
         "h({}, None)\n"
         "print('structlog' in sys.modules)\n"
@@ -273,7 +273,7 @@ def test_import_does_not_load_structlog() -> None:
 def test_debug_buffer_processor_in_a_structlog_chain(rx: Receiver) -> None:
     import structlog
 
-    from shipper.processors import DebugBuffer
+    from faaslens.shipper.processors import DebugBuffer
 
     keep_aside = DebugBuffer()
     assert keep_aside(None, "debug", {"event": "outside"}) == {"event": "outside"}

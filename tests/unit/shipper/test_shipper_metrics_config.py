@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from shipper.config import (
+from faaslens.shipper.config import (
     ConfigError,
     ShipperConfig,
     datagram_size,
     load_config,
     parse_endpoint,
 )
-from shipper.metrics import MAX_LABEL_SETS, Counter, Gauge, Histogram
+from faaslens.shipper.metrics import MAX_LABEL_SETS, Counter, Gauge, Histogram
 from tests.unit.shipper.kit import Receiver, make_shipper, receivers
 
 

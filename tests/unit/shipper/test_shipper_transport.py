@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from shipper.transport import Stats, TcpTransport, UdpTransport
+from faaslens.shipper.transport import Stats, TcpTransport, UdpTransport
 from tests.support import poll_until
 from tests.unit.shipper.kit import Receiver, make_shipper, receivers
 

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.validate import Validator
-from shipper.logs import Logger
-from shipper.wire import MARKER, UDP_MAX, Packer, Signer, dumps, truncate
+from faaslens.ingest.validate import Validator
+from faaslens.shipper.logs import Logger
+from faaslens.shipper.wire import MARKER, UDP_MAX, Packer, Signer, dumps, truncate
 from tests.unit.shipper.kit import Receiver, by_type, make_shipper, receivers
 
 

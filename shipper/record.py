@@ -13,7 +13,7 @@ import itertools
 from collections import deque
 from contextvars import ContextVar
 
-from shipper.wire import (
+from faaslens.shipper.wire import (
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
     MAX_METRIC_LABEL_VALUE,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from contextvars import Token
     from typing import Any, Protocol
 
-    from shipper.context import InvocationInfo
+    from faaslens.shipper.context import InvocationInfo
 
     class _Host(Protocol):
         """What an invocation needs from the shipper that runs it."""

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipper import context as _context
-from shipper.config import ConfigError, ShipperConfig, load_config, parse_endpoint
-from shipper.core import Clock, Shipper
-from shipper.logs import Logger
-from shipper.metrics import Counter, Gauge, Histogram
+from faaslens.shipper import context as _context
+from faaslens.shipper.config import ConfigError, ShipperConfig, load_config, parse_endpoint
+from faaslens.shipper.core import Clock, Shipper
+from faaslens.shipper.logs import Logger
+from faaslens.shipper.metrics import Counter, Gauge, Histogram
 
 # ------------------------------------------------------------------ platform shapes
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from faaslens.ingest.buckets import check_bounds
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FAASLENS_"
 
@@ -84,6 +86,10 @@ class IngestConfig:
     series_ttl_s: float = 900.0
     # Distinct custom metric names (faas_custom_*) kept at most; further names are rejected.
     custom_metrics_cap: int = 1000
+    # Bucket upper bounds per custom histogram name, in the unit its samples carry;
+    # others get bounds chosen by their unit (see ingest/buckets.py). TOML: a table of
+    # name = [bounds]; environment / flag: "name=0.1,1,10;other=1,2".
+    custom_histogram_buckets: dict[str, tuple[float, ...]] = field(default_factory=dict)
     # Where documents go: "elasticsearch", or "null" (discarded: benchmarks, metrics-only runs)
     sink: str = "elasticsearch"
     # Lifecycle
@@ -114,11 +120,29 @@ def _coerce(name: str, raw: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
+        if name == "custom_histogram_buckets":
+            return _parse_buckets(raw)
         if isinstance(default, dict):
             return _parse_keys(raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: {exc}") from exc
+
+
+def _parse_buckets(raw: Any) -> dict[str, tuple[float, ...]]:
+    """Histogram bounds per metric name, as a TOML table or ``name=b1,b2;name2=...``."""
+    if isinstance(raw, Mapping):
+        items = [(str(k), v if isinstance(v, list | tuple) else [v]) for k, v in raw.items()]
+    else:
+        items = []
+        for part in str(raw).split(";"):
+            if not part.strip():
+                continue
+            name, sep, bounds = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError("expected name=bound,bound[;name=bound,...]")
+            items.append((name.strip(), bounds.split(",")))
+    return {name: check_bounds(float(b) for b in bounds) for name, bounds in items}
 
 
 def _parse_keys(raw: Any) -> dict[str, str]:

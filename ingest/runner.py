@@ -80,6 +80,7 @@ class Worker:
             series_cap=config.series_cap,
             series_ttl_s=config.series_ttl_s,
             custom_metrics_cap=config.custom_metrics_cap,
+            custom_buckets=config.custom_histogram_buckets,
         )
         self.sequences = SequenceTracker(ttl_s=config.series_ttl_s)
         self.validator = Validator(

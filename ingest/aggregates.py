@@ -447,7 +447,11 @@ class _Custom(Collector):
 
 
 def _exemplar(exec_id: Any, trace_id: Any) -> dict[str, str] | None:
-    if type(exec_id) is not str or len(exec_id) > _EXEMPLAR_ID_ROOM:
+    """Exemplar labels for an invocation, or None when its id cannot be one: too long
+    for OpenMetrics, or holding a double quote. Escaped (``\\"``) it is valid
+    OpenMetrics, but prometheus_client's parser (0.2x) ends an exemplar's labels at
+    any quote, so the id could not be read back by every client."""
+    if type(exec_id) is not str or len(exec_id) > _EXEMPLAR_ID_ROOM or '"' in exec_id:
         return None
     exec_id = _utf8(exec_id)
     if type(trace_id) is str and len(exec_id) <= _EXEMPLAR_BOTH_ROOM:

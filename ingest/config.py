@@ -53,6 +53,12 @@ class IngestConfig:
     # absorbs about a second of the receive thread being starved of CPU.
     udp_rcvbuf: int = 32 * 1024 * 1024
     max_frame_bytes: int = 1024 * 1024
+    # TCP memory bounds: open connections at most (more are closed at once), bytes of
+    # unfinished lines over all connections (past it the longest is closed), and the
+    # seconds a connection may stay silent or leave a line unfinished.
+    tcp_max_connections: int = 1024
+    tcp_max_buffered_bytes: int = 64 * 1024 * 1024
+    tcp_idle_timeout_s: float = 300.0
     # SO_REUSEPORT on the UDP and TCP sockets, so several workers can share a port.
     reuse_port: bool = False
     # Signing: key id -> secret. Signed frames are always verified.

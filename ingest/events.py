@@ -21,6 +21,7 @@ FRAME_REASONS: tuple[str, ...] = (
     "bad_json",
     "bad_envelope",
     "bad_version",
+    "truncated",  # a TCP connection ended in the middle of a frame
 )
 EVENT_REASONS: tuple[str, ...] = (
     "unknown_type",

@@ -33,6 +33,9 @@ __all__ = ["Pipeline"]
 
 log = structlog.get_logger("faaslens.ingest")
 
+# Bytes of a rejected frame quoted in its log line: enough to recognise the sender's
+# mistake, not enough to turn logs into a copy of hostile input.
+SAMPLE_BYTES = 160
 # Frames validated between two yields to the loop (HTTP, TCP, timers get their turn).
 STEP_FRAMES = 256
 # Full batches waiting for the sink: enough to overlap validation with bulk requests.
@@ -40,6 +43,21 @@ BATCH_QUEUE = 4
 # Concurrent sink writes: Elasticsearch indexes two bulk requests in parallel faster
 # than one after the other (the sink's write() allows concurrent calls).
 WRITERS = 2
+
+
+def peer_text(peer: Any) -> str:
+    """A sender's address as ``host:port`` (``"unknown"`` when the source gave none)."""
+    if peer is None or peer == "":
+        return "unknown"
+    if type(peer) is tuple:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def sample_text(frame: bytes) -> str:
+    """The first SAMPLE_BYTES of a frame as text (invalid UTF-8 escaped), marked when cut."""
+    head = frame[:SAMPLE_BYTES].decode("utf-8", "backslashreplace")
+    return head + "…" if len(frame) > SAMPLE_BYTES else head
 
 
 class Pipeline:
@@ -79,6 +97,11 @@ class Pipeline:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self._frames: collections.deque[bytes] = collections.deque()
+        # id(frame) -> its sender's address, for the frames whose source gave one.
+        # An entry lives as long as its frame is queued, so the id cannot be reused.
+        self._peers: dict[int, Any] = {}
+        # Called on every rejection (e.g. the UDP source then reads senders' addresses).
+        self.on_rejection: Callable[[], None] | None = None
         self._waiting = False
         self._stopping = False
         self._wake = asyncio.Event()
@@ -119,8 +142,11 @@ class Pipeline:
 
     # -- intake ---------------------------------------------------------------------
 
-    def offer_threadsafe(self, frames: list[bytes]) -> None:
-        """Queue frames from another thread; excess over the bound is counted as dropped."""
+    def offer_threadsafe(self, frames: list[bytes], peers: list[Any] | None = None) -> None:
+        """Queue frames from another thread; excess over the bound is counted as dropped.
+
+        ``peers``: the senders' addresses, parallel to ``frames``, when the source
+        has them (they name the sender in rejection logs)."""
         dq = self._frames
         room = self.queue_max - len(dq)
         room_bytes = self.queue_max_bytes - self.depth_bytes
@@ -141,16 +167,24 @@ class Pipeline:
                     self.rejections.note, "frame", "queue_full", dropped
                 )
         self._in_bytes_thread += size
+        if peers:
+            # Before the frames are queued: the loop thread pops a frame's peer with it.
+            # Not strict: frames past the queue's bound were cut off, their peers are not.
+            self._peers.update(zip(map(id, frames), peers, strict=False))
         dq.extend(frames)
         # Wake the processor only if it sleeps: one wakeup per idle period, not per chunk.
         if self._waiting and self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def offer(self, frames: Iterable[bytes]) -> None:
-        """Queue frames on the loop thread (TCP). Sources are paused when the queue is full."""
+    def offer(self, frames: Iterable[bytes], peer: str = "") -> None:
+        """Queue frames on the loop thread (TCP), all from ``peer``. Sources are paused
+        when the queue is full."""
         dq = self._frames
+        peers = self._peers
         for f in frames:
             self._in_bytes_loop += len(f)
+            if peer:
+                peers[id(f)] = peer
             dq.append(f)
         if self._waiting:
             self._wake.set()
@@ -159,10 +193,10 @@ class Pipeline:
             for pause, _ in self._pause_hooks:
                 pause()
 
-    def reject(self, reason: str, **detail: Any) -> None:
+    def reject(self, reason: str, *, sample: bytes = b"", **detail: Any) -> None:
         """Count a frame a source rejected itself (e.g. an over-long TCP line)."""
         self.metrics.frame_reasons[reason].inc()
-        self.rejections.note("frame", reason, **detail)
+        self.rejections.note("frame", reason, sample=sample_text(sample), **detail)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -196,6 +230,7 @@ class Pipeline:
             self.metrics.docs_dropped.labels("shutdown").inc(docs)
             log.error("shutdown deadline passed: dropped", frames=left, docs=docs)
         self._frames.clear()
+        self._peers.clear()
         self._out_bytes = self._in_bytes_thread + self._in_bytes_loop
         return left
 
@@ -254,22 +289,24 @@ class Pipeline:
         n_inv = n_log = n_err = unknown = lost = late = 0
         full: list[list[Doc]] = []
         out_bytes = 0
+        peers = self._peers
         for _ in range(n):
             frame = popleft()
             out_bytes += len(frame)
+            peer = peers.pop(id(frame), None) if peers else None
             try:
                 res = validate(frame)
             except Exception as exc:  # a bug must cost one frame, not the pipeline
-                self._internal_error("validate", exc)
+                self._internal_error("validate", exc, frame, peer)
                 continue
             if res.rejected is not None:
                 m.frame_reasons[res.rejected].inc()
-                self.rejections.note("frame", res.rejected)
+                self._rejected("frame", res.rejected, frame, peer)
                 continue
             if res.event_rejections:
                 for reason in res.event_rejections:
                     m.event_reasons[reason].inc()
-                    self.rejections.note("event", reason, src=res.src)
+                    self._rejected("event", reason, frame, peer, src=res.src)
             unknown += res.unknown_fields
             d = see(res.src, res.seq, now)  # type: ignore[arg-type]  # set when not rejected
             if d > 0:
@@ -312,9 +349,25 @@ class Pipeline:
             await self._batches.put(batch)
         await self._flush_if_due()
 
-    def _internal_error(self, stage: str, exc: Exception) -> None:
+    def _rejected(self, what: str, reason: str, frame: bytes, peer: Any, **detail: Any) -> None:
+        """Log a rejection (rate-limited) with its sender and the start of its frame."""
+        if self.on_rejection is not None:
+            self.on_rejection()
+        self.rejections.note(
+            what, reason, peer=peer_text(peer), size=len(frame), sample=sample_text(frame), **detail
+        )
+
+    def _internal_error(
+        self, stage: str, exc: Exception, frame: bytes = b"", peer: Any = None
+    ) -> None:
         self.metrics.internal_errors.labels(stage).inc()
-        self.rejections.note("internal_error", stage, error=repr(exc))
+        self.rejections.note(
+            "internal_error",
+            stage,
+            error=repr(exc)[:500],
+            peer=peer_text(peer),
+            sample=sample_text(frame),
+        )
 
     async def _write_loop(self) -> None:
         while True:

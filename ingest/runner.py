@@ -31,7 +31,7 @@ from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, 
 from faaslens.ingest.events import Sink
 from faaslens.ingest.http import HttpServer
 from faaslens.ingest.pipeline import Pipeline
-from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
+from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics, totals
 from faaslens.ingest.sequence import SequenceTracker
 from faaslens.ingest.sink_null import NullSink
 from faaslens.ingest.source_tcp import TcpSource
@@ -163,6 +163,10 @@ class Worker:
                     self.metrics,
                     max_frame_bytes=cfg.max_frame_bytes,
                     reuse_port=reuse_port,
+                    max_connections=cfg.tcp_max_connections,
+                    max_buffered_bytes=cfg.tcp_max_buffered_bytes,
+                    idle_timeout_s=cfg.tcp_idle_timeout_s,
+                    rejections=self.pipeline.rejections,
                 )
                 await self.tcp.start()
                 self.pipeline.add_pause_hooks(self.tcp.pause, self.tcp.resume)
@@ -177,6 +181,7 @@ class Worker:
                     reuse_port=reuse_port,
                 )
                 self.udp.start()
+                self.pipeline.on_rejection = self.udp.capture_peers
             self._spawn(self._sweep_loop(), "aggregates-sweep")
             housekeeping: Callable[[], Awaitable[None]] | None = getattr(
                 self._sink, "run_housekeeping", None
@@ -248,7 +253,7 @@ class Worker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
-        log.info("worker stopped")
+        log.info("worker stopped", **totals(self.registry))
 
     async def __aenter__(self) -> Worker:
         await self.start()

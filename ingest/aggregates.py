@@ -40,6 +40,7 @@ from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
 from faaslens.ingest.buckets import SECONDS, BucketTable, buckets_for
+from faaslens.ingest.recent import RecentKeys
 
 __all__ = ["CORE_LABELS", "Aggregates"]
 
@@ -481,6 +482,8 @@ class Aggregates:
         series_ttl_s: float = 900.0,
         custom_metrics_cap: int = 1000,
         custom_buckets: BucketTable | None = None,
+        dedupe_window_s: float = 180.0,
+        dedupe_max_keys: int = 250_000,
     ) -> None:
         # _created samples double the scrape cost and say little for these metrics.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -489,6 +492,9 @@ class Aggregates:
         self.series_ttl_s = series_ttl_s
         self.custom_metrics_cap = custom_metrics_cap
         self.custom_buckets: BucketTable = dict(custom_buckets or {})
+        # Invocation records already counted (id and start time): a record the
+        # transport repeats, or a replayed signed frame, is counted once.
+        self._seen = RecentKeys(dedupe_window_s, dedupe_max_keys)
         self._core: dict[tuple[str, ...], _CoreSeries] = {}
         registry.register(_CoreCollector(self._core))
         self.overflow = Counter(
@@ -508,6 +514,11 @@ class Aggregates:
             ["reason"],
             registry=registry,
         )
+        self.repeated = Counter(
+            "faaslens_invocations_repeated",
+            "Invocation records received again (same id and start time) and not counted again",
+            registry=registry,
+        )
         self._core_overflow = self.overflow.labels("faas_invocations_total")
         self._custom_rejected = {r: self.custom_rejected.labels(r) for r in CUSTOM_REJECT_REASONS}
         self._custom: dict[str, _Custom] = {}
@@ -522,7 +533,11 @@ class Aggregates:
             self.observe(inv, now)
 
     def observe(self, inv: dict[str, Any], now: float) -> None:
-        """Update the aggregates from one validated invocation record."""
+        """Update the aggregates from one validated invocation record (once per record:
+        the same ``faas.execution`` and ``@timestamp`` again is counted as repeated)."""
+        if not self._seen.first_time(hash((inv["faas.execution"], inv["@timestamp"])), now):
+            self.repeated.inc()
+            return
         get = inv.get
         function = get("faas.name", "")
         outcome = inv["event.outcome"]

@@ -64,6 +64,14 @@ class IngestConfig:
     # Signing: key id -> secret. Signed frames are always verified.
     hmac_keys: dict[str, str] = field(default_factory=dict)
     require_signature: bool = False
+    # A frame signed with a time ("s2") is refused as stale past this many seconds
+    # from the worker's clock, either way: replays later than that are rejected.
+    signature_max_age_s: float = 60.0
+    # An invocation record (same id and start time) seen again within this many
+    # seconds is aggregated once; at most dedupe_max_keys records are remembered per
+    # half-window (~64 bytes each), so under a higher rate the window is shorter.
+    dedupe_window_s: float = 180.0
+    dedupe_max_keys: int = 250_000
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
     es_index_prefix: str = "faaslens"

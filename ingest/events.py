@@ -22,6 +22,7 @@ FRAME_REASONS: tuple[str, ...] = (
     "bad_envelope",
     "bad_version",
     "truncated",  # a TCP connection ended in the middle of a frame
+    "stale",  # signed too long ago (or too far ahead): a replay, or a clock far off
 )
 EVENT_REASONS: tuple[str, ...] = (
     "unknown_type",

@@ -81,11 +81,14 @@ class Worker:
             series_ttl_s=config.series_ttl_s,
             custom_metrics_cap=config.custom_metrics_cap,
             custom_buckets=config.custom_histogram_buckets,
+            dedupe_window_s=config.dedupe_window_s,
+            dedupe_max_keys=config.dedupe_max_keys,
         )
         self.sequences = SequenceTracker(ttl_s=config.series_ttl_s)
         self.validator = Validator(
             hmac_keys=config.hmac_keys,
             require_signature=config.require_signature,
+            signature_max_age_s=config.signature_max_age_s,
             max_frame_bytes=config.max_frame_bytes,
         )
         self.pipeline: Pipeline | None = None

@@ -10,11 +10,9 @@ by :mod:`faaslens.ingest.documents`.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,6 +30,7 @@ from faaslens.ingest.documents import (
     log_docs,
 )
 from faaslens.ingest.events import Doc
+from faaslens.ingest.signature import Verifier
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
 
 __all__ = ["FrameResult", "Validator"]
@@ -129,14 +128,13 @@ _LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
 _ENVELOPE_KEYS: Final = frozenset({"v", "src", "seq", "res", "ev"})
 
 _SRC_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_KEY_ID_RE: Final = re.compile(rb"[A-Za-z0-9_.\-]{1,32}")
-_SIG_RE: Final = re.compile(rb"[0-9a-f]{64}")
 _METRIC_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 _HEX_RE: Final = {
     32: re.compile(r"[0-9a-f]{32}").fullmatch,
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+
 
 @dataclass(slots=True)
 class FrameResult:
@@ -315,7 +313,7 @@ class Validator:
     Stateless apart from its configuration, so one instance serves any thread.
     """
 
-    __slots__ = ("_fast", "_keys", "_max_frame", "_require")
+    __slots__ = ("_fast", "_max_frame", "_verifier")
 
     def __init__(
         self,
@@ -323,12 +321,16 @@ class Validator:
         hmac_keys: Mapping[str, str] | None = None,
         require_signature: bool = False,
         max_frame_bytes: int = 1 << 20,
+        signature_max_age_s: float = 60.0,
+        clock_ms: Callable[[], int] | None = None,
         fast: bool = True,
     ) -> None:
-        self._keys: dict[bytes, bytes] = {
-            k.encode(): v.encode() for k, v in (hmac_keys or {}).items()
-        }
-        self._require = require_signature
+        self._verifier = Verifier(
+            hmac_keys,
+            require=require_signature,
+            max_age_s=signature_max_age_s,
+            clock_ms=clock_ms,
+        )
         self._max_frame = max_frame_bytes
         self._fast: FastDecoder | None = _fast_decoder() if fast else None
 
@@ -338,21 +340,7 @@ class Validator:
             frame = frame[:-1]
         if len(frame) > self._max_frame:
             return "too_large"
-        if frame[:3] != b"s1 ":
-            return "unsigned" if self._require else frame
-        parts = frame.split(b" ", 3)
-        if len(parts) != 4:
-            return "bad_signature"
-        _, key_id, sig, body = parts
-        if _KEY_ID_RE.fullmatch(key_id) is None or _SIG_RE.fullmatch(sig) is None:
-            return "bad_signature"
-        secret = self._keys.get(key_id)
-        if secret is None:
-            return "unknown_key"
-        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-        if not hmac.compare_digest(expected, sig):
-            return "bad_signature"
-        return body
+        return self._verifier.unwrap(frame)
 
     def validate(self, frame: bytes) -> FrameResult:
         """Validate one frame (without its transport framing, a trailing LF allowed)."""

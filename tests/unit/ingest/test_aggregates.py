@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -23,7 +24,12 @@ LABELS = {
 }
 
 
+_STARTS = itertools.count(1_764_028_800_000)
+
+
 def record(**over: Any) -> dict[str, Any]:
+    """An invocation record; each call is a new invocation (its own start time),
+    since the aggregates count a repeated record only once."""
     rec: dict[str, Any] = {
         "faas.name": "checkout",
         "faas.version": "7",
@@ -32,7 +38,7 @@ def record(**over: Any) -> dict[str, Any]:
         "cloud.region": "eu-west-1",
         "faas.trigger.type": "http",
         "faas.execution": "exec-1",
-        "@timestamp": 1,
+        "@timestamp": next(_STARTS),
         "event.duration": 250_000_000,
         "event.outcome": "success",
         "faas.coldstart": False,

@@ -64,6 +64,12 @@ class IngestConfig:
     # Signing: key id -> secret. Signed frames are always verified.
     hmac_keys: dict[str, str] = field(default_factory=dict)
     require_signature: bool = False
+    # Accepted @timestamp window around the worker's clock: an event older than
+    # timestamp_max_age_s or further ahead than timestamp_max_ahead_s is rejected
+    # (bad_timestamp), so whatever arrives creates at most ~max_age/1 day + 1 daily
+    # indices per kind. Keep max_age at or under retention_days. 0 = no bound.
+    timestamp_max_age_s: float = 7 * 86_400.0
+    timestamp_max_ahead_s: float = 900.0
     # A frame signed with a time ("s2") is refused as stale past this many seconds
     # from the worker's clock, either way: replays later than that are rejected.
     signature_max_age_s: float = 60.0

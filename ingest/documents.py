@@ -12,6 +12,7 @@ batching and the bulk body never touch the JSON again.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -65,9 +66,31 @@ def day_of(ts_ms: int) -> str:
     return day
 
 
+# Elasticsearch refuses an _id over 512 bytes (UTF-8), failing the whole bulk request.
+ID_MAX_BYTES: Final = 512
+# An id of at most this many characters fits whatever they are (4 bytes each at most).
+SHORT_ID: Final = ID_MAX_BYTES // 4
+_HASHED_HEAD: Final = 200  # bytes of the original id kept in front of its hash
+
+
+def bounded_id(doc_id: str) -> str:
+    """``doc_id`` if Elasticsearch takes it, else its first bytes and a hash of it all:
+    ``<head>~<sha256 hex>``, at most 266 bytes, the same for the same id (so a
+    retry still answers 409)."""
+    if len(doc_id) <= SHORT_ID:
+        return doc_id
+    raw = doc_id.encode("utf-8", "surrogatepass")
+    if len(raw) <= ID_MAX_BYTES:
+        return doc_id
+    head = raw[:_HASHED_HEAD].decode("utf-8", "ignore")  # never cut a character in two
+    return f"{head}~{hashlib.sha256(raw).hexdigest()}"
+
+
 def log_doc_id(exec_id: str | None, src: str, seq: int) -> str:
-    """A log line's id: its invocation's id (else its sender's) and its sequence number."""
-    return f"{exec_id if exec_id is not None else src}-{seq}"
+    """A log line's id: its invocation's id (else its sender's) and its sequence number,
+    bounded in bytes (:func:`bounded_id`)."""
+    doc_id = f"{exec_id if exec_id is not None else src}-{seq}"
+    return bounded_id(doc_id) if len(doc_id) > SHORT_ID else doc_id
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:
@@ -91,7 +114,7 @@ def invocation_docs(res: dict[str, Any], ev: dict[str, Any], docs: list[Doc]) ->
     del merged["t"]
     metrics = merged.pop("metrics", None)
     ts: int = merged["@timestamp"]
-    exec_id: str = merged["faas.execution"]
+    exec_id = bounded_id(merged["faas.execution"])
     day = day_of(ts)
     merged["event.dataset"] = "faas.invocation"
     merged["event.kind"] = "event"

@@ -286,7 +286,7 @@ class Pipeline:
         add = self.batcher.add
         m = self.metrics
         now = time.monotonic()
-        n_inv = n_log = n_err = unknown = lost = late = 0
+        n_inv = n_log = n_err = unknown = lost = late = n_ok = 0
         full: list[list[Doc]] = []
         out_bytes = 0
         peers = self._peers
@@ -307,6 +307,7 @@ class Pipeline:
                 for reason in res.event_rejections:
                     m.event_reasons[reason].inc()
                     self._rejected("event", reason, frame, peer, src=res.src)
+            n_ok += 1
             unknown += res.unknown_fields
             d = see(res.src, res.seq, now)  # type: ignore[arg-type]  # set when not rejected
             if d > 0:
@@ -330,6 +331,8 @@ class Pipeline:
                     full.append(batch)
         self.frames_processed += n
         self._out_bytes += out_bytes
+        if n_ok:
+            m.frames_accepted.inc(n_ok)
         if n_inv:
             m.accepted_inv.inc(n_inv)
             m.docs_built_by_kind["invocations"].inc(n_inv)

@@ -89,6 +89,8 @@ class Worker:
             hmac_keys=config.hmac_keys,
             require_signature=config.require_signature,
             signature_max_age_s=config.signature_max_age_s,
+            max_age_s=config.timestamp_max_age_s or None,
+            max_ahead_s=config.timestamp_max_ahead_s or None,
             max_frame_bytes=config.max_frame_bytes,
         )
         self.pipeline: Pipeline | None = None

@@ -58,6 +58,7 @@ class RejectionLog:
 # What the worker reports when it stops: name in the log line -> counters summed.
 TOTALS: dict[str, tuple[str, ...]] = {
     "received": ("faaslens_datagrams_received_total", "faaslens_tcp_frames_received_total"),
+    "frames_accepted": ("faaslens_frames_accepted_total",),
     "frames_rejected": ("faaslens_frames_rejected_total",),
     "frames_dropped": ("faaslens_frames_dropped_total",),
     "events_accepted": ("faaslens_events_accepted_total",),
@@ -121,6 +122,11 @@ class SelfMetrics:
             "faaslens_frames_rejected", "Frames rejected whole", ["reason"], registry=registry
         )
         self.frame_reasons = {r: self.frames_rejected.labels(r) for r in FRAME_REASONS}
+        self.frames_accepted = Counter(
+            "faaslens_frames_accepted",
+            "Frames that passed the frame checks (their events are then accepted or rejected)",
+            registry=registry,
+        )
         self.frames_dropped = Counter(
             "faaslens_frames_dropped",
             "Frames received but dropped before validation",

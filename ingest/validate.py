@@ -10,8 +10,10 @@ by :mod:`faaslens.ingest.documents`.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -24,6 +26,8 @@ from faaslens.ingest.documents import (
     LOG_HEAD,
     LOG_TAIL,
     MS_PER_DAY,
+    SHORT_ID,
+    bounded_id,
     day_of,
     error_source,
     invocation_docs,
@@ -134,6 +138,59 @@ _HEX_RE: Final = {
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Duplicate(Exception):
+    """A JSON object with a key twice (raised by the pairs hook, never escapes)."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Duplicate
+    return d
+
+
+def has_duplicate_keys(body: bytes) -> bool:
+    """True if some object of the JSON text ``body`` holds a key twice.
+
+    JSON parsers keep the last value of a repeated key; the protocol refuses
+    such frames (``duplicate_key``), since which value counts would depend on
+    the reader. Raises ValueError or RecursionError for text that is not JSON
+    or nested past the stdlib parser's depth.
+    """
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _Duplicate:
+        return True
+    return False
+
+
+def keys_in(text: bytes) -> int | None:
+    """How many object keys the JSON ``text`` holds, when that is certain from its bytes:
+    each key ends with ``":``, and no string can hold that pair unless it contains an
+    escaped quote or a ``\\u`` escape (None then)."""
+    # One byte is found with memchr; the two-byte searches only run when it is there.
+    if b"\\" in text and (b"\\u" in text or b'\\":' in text):
+        return None
+    return text.count(b'":')
+
+
+def _inv_keys(inv: dict[str, Any]) -> int:
+    """Object keys in a decoded invocation event: its own, its labels', its metrics'."""
+    n = len(inv)
+    labels = inv.get("labels")
+    if labels:
+        n += len(labels)
+    metrics = inv.get("metrics")
+    if metrics:
+        for m in metrics:
+            n += len(m) + len(m.get("labels") or ())
+    return n
 
 
 @dataclass(slots=True)
@@ -313,7 +370,7 @@ class Validator:
     Stateless apart from its configuration, so one instance serves any thread.
     """
 
-    __slots__ = ("_fast", "_max_frame", "_verifier")
+    __slots__ = ("_clock_ms", "_fast", "_max_age_ms", "_max_ahead_ms", "_max_frame", "_verifier")
 
     def __init__(
         self,
@@ -322,14 +379,22 @@ class Validator:
         require_signature: bool = False,
         max_frame_bytes: int = 1 << 20,
         signature_max_age_s: float = 60.0,
+        max_age_s: float | None = None,
+        max_ahead_s: float | None = None,
         clock_ms: Callable[[], int] | None = None,
         fast: bool = True,
     ) -> None:
+        """``max_age_s`` / ``max_ahead_s``: events whose ``@timestamp`` lies further in
+        the past / future than that from ``clock_ms()`` (epoch ms, default the wall
+        clock) are rejected as ``bad_timestamp`` (None: no bound)."""
+        self._clock_ms = clock_ms or _wall_ms
+        self._max_age_ms = None if max_age_s is None else int(max_age_s * 1000)
+        self._max_ahead_ms = None if max_ahead_s is None else int(max_ahead_s * 1000)
         self._verifier = Verifier(
             hmac_keys,
             require=require_signature,
             max_age_s=signature_max_age_s,
-            clock_ms=clock_ms,
+            clock_ms=self._clock_ms,
         )
         self._max_frame = max_frame_bytes
         self._fast: FastDecoder | None = _fast_decoder() if fast else None
@@ -357,9 +422,11 @@ class Validator:
         """The reference path on an unwrapped body: decides every rejection and its reason."""
         try:
             env = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return FrameResult("bad_json")
-        if type(env) is not dict:
+            if type(env) is not dict:
+                return FrameResult("bad_json")
+            if has_duplicate_keys(body):
+                return FrameResult("duplicate_key")
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
             return FrameResult("bad_json")
         v = env.get("v")
         if type(v) is int and v != 1:
@@ -394,6 +461,7 @@ class Validator:
                 return result
         docs = result.docs
         res_json: bytes | None = None  # the resource's members, serialized once per frame
+        lo, hi = self._window()
         for ev in evs:
             try:
                 if type(ev) is not dict:
@@ -403,11 +471,15 @@ class Validator:
                     if not ev.keys() >= _INV_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, INV_FIELDS)
+                    if not lo <= ev["@timestamp"] <= hi:
+                        raise _Reject("bad_timestamp")
                     result.invocations.append(invocation_docs(res, ev, docs))
                 elif t == "log":
                     if not ev.keys() >= _LOG_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, LOG_FIELDS)
+                    if not lo <= ev["@timestamp"] <= hi:
+                        raise _Reject("bad_timestamp")
                     if res_json is None:
                         res_json = dumps_members(res)
                     log_docs(res, res_json, ev, src, docs)
@@ -427,30 +499,56 @@ class Validator:
         if resource is None:
             return self.validate_reference(body)
         res, res_json = resource
+        # Keys in the text, to be matched by the keys decoded: fewer decoded means a
+        # key was repeated (the decoder kept one). Unsure (escapes): the reference decides.
+        text_keys = keys_in(body)
+        if text_keys is None:
+            return self.validate_reference(body)
+        decoded_keys = 4 + (env.res is not UNSET) + len(res)  # v, src, seq, ev, res
         head = b"{" + res_json
         docs = result.docs
         log_type: Any = fast.log_type
         encode = fast.encode
         overrides = fast.overrides if res else None
         days = DAY_CACHE
+        lo, hi = self._window()
         events: list[Any] = env.ev
         for ev in events:
+            ts = ev.f__timestamp
+            if not lo <= ts <= hi:
+                return self.validate_reference(body)  # which rejects that event
             if type(ev) is not log_type:
-                result.invocations.append(invocation_docs(res, to_dict(ev), docs))
+                inv = to_dict(ev)
+                decoded_keys += _inv_keys(inv)
+                result.invocations.append(invocation_docs(res, inv, docs))
                 continue
+            encoded = encode(ev)
+            decoded_keys += encoded.count(b'":')
             if overrides is not None and overrides(ev):
                 log_docs(res, res_json, to_dict(ev), src, docs)
                 continue
             exec_id = ev.f_faas_execution
             doc_id = f"{exec_id if exec_id is not UNSET else src}-{ev.f_event_sequence}"
-            ts = ev.f__timestamp
+            if len(doc_id) > SHORT_ID:
+                doc_id = bounded_id(doc_id)
             day = days.get(ts // MS_PER_DAY) or day_of(ts)
             # encode() gives '{"t":"log",' then the members: keep the members only.
-            source = head + encode(ev)[LOG_HEAD:-1] + LOG_TAIL
+            source = head + encoded[LOG_HEAD:-1] + LOG_TAIL
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
+        if decoded_keys != text_keys:
+            return self.validate_reference(body)
         return result
+
+    def _window(self) -> tuple[int, int]:
+        """The accepted ``@timestamp`` range now, epoch ms (inclusive)."""
+        if self._max_age_ms is None and self._max_ahead_ms is None:
+            return 0, _MAX_TS
+        now = self._clock_ms()
+        lo = 0 if self._max_age_ms is None else now - self._max_age_ms
+        hi = _MAX_TS if self._max_ahead_ms is None else now + self._max_ahead_ms
+        return lo, hi
 
 
 @functools.cache

@@ -197,7 +197,9 @@ class FastDecoder:
         """The envelope struct of a frame body that is certainly valid, else None."""
         try:
             env = self._decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            # RecursionError: nested deeper than msgspec goes (the reference path's
+            # parser has its own limit and says bad_json).
             return None
         if env.v != 1:
             return None
@@ -237,7 +239,7 @@ class FastDecoder:
             return hit
         try:
             res = to_dict(self._decode_res(key))
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
         if len(self._resources) >= _RESOURCES_MAX:  # many senders: start over, stay bounded
             self._resources.clear()

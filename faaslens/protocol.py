@@ -37,6 +37,9 @@ MAX_METRICS: Final = 64
 MAX_METRIC_LABELS: Final = 5
 MAX_METRIC_LABEL_VALUE: Final = 64
 MAX_METRIC_UNIT: Final = 16
+# A label key (at any depth): at most this many characters, never U+0000 (Elasticsearch's
+# flattened fields refuse it, and index key and value as one term of bounded size).
+MAX_LABEL_KEY: Final = 256
 
 # Log levels: the wire names, their numbers (stdlib logging's), and the aliases
 # that loggers use for them.

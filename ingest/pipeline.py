@@ -308,6 +308,11 @@ class Pipeline:
                     m.event_reasons[reason].inc()
                     self._rejected("event", reason, frame, peer, src=res.src)
             n_ok += 1
+            if res.dropped:
+                for part in res.dropped:
+                    what, _, reason = part.partition(":")
+                    m.parts_dropped.labels(what, reason).inc()
+                    self._rejected("part", part, frame, peer, src=res.src)
             unknown += res.unknown_fields
             d = see(res.src, res.seq, now)  # type: ignore[arg-type]  # set when not rejected
             if d > 0:

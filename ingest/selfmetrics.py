@@ -143,6 +143,13 @@ class SelfMetrics:
             "faaslens_events_rejected", "Events rejected", ["reason"], registry=registry
         )
         self.event_reasons = {r: self.events_rejected.labels(r) for r in EVENT_REASONS}
+        self.parts_dropped = Counter(
+            "faaslens_event_parts_dropped",
+            "Labels and custom metrics dropped from events that were kept (the document "
+            "lists them in faaslens.dropped), by part and reason",
+            ["part", "reason"],
+            registry=registry,
+        )
         self.unknown_fields = Counter(
             "faaslens_unknown_fields", "Unknown event keys removed", registry=registry
         )

@@ -202,6 +202,7 @@ class FrameResult:
     invocations: list[dict[str, Any]] = field(default_factory=list)  # res + inv, with "metrics"
     event_rejections: list[str] = field(default_factory=list)  # one reason per rejected event
     unknown_fields: int = 0
+    dropped: list[str] = field(default_factory=list)  # "<part>:<reason>" of kept events
     src: str | None = None
     seq: int | None = None
 
@@ -213,16 +214,6 @@ class _Reject(Exception):  # control flow inside the validator, never escapes
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-def _depth_ok(value: Any, budget: int) -> bool:
-    """True if ``value`` nests at most ``budget`` levels of objects/arrays (scalars: 0)."""
-    tv = type(value)
-    if tv is dict:
-        return budget > 0 and all(_depth_ok(v, budget - 1) for v in value.values())
-    if tv is list:
-        return budget > 0 and all(_depth_ok(v, budget - 1) for v in value)
-    return True
 
 
 def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
@@ -273,12 +264,96 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
     return m, unknown
 
 
-def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
+def _key_problem(key: str) -> str | None:
+    if len(key) > P.MAX_LABEL_KEY:
+        return "too_large"
+    if "\x00" in key:
+        return "bad_value"
+    return None
+
+
+def _nested_problem(value: Any, budget: int) -> str | None:
+    """Why a log label's value cannot be stored (too deep, a bad key inside), or None."""
+    tv = type(value)
+    if tv is dict:
+        if budget <= 0:
+            return "too_large"
+        for k, v in value.items():
+            problem = _key_problem(k) or _nested_problem(v, budget - 1)
+            if problem is not None:
+                return problem
+    elif tv is list:
+        if budget <= 0:
+            return "too_large"
+        for v in value:
+            problem = _nested_problem(v, budget - 1)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _label_problem(key: str, value: Any, code: int) -> str | None:
+    """Why one label cannot be kept, or None."""
+    problem = _key_problem(key)
+    if problem is not None:
+        return problem
+    if code == _INV_LABELS:
+        if type(value) is not str:
+            return "wrong_type"
+        return "too_large" if len(value) > P.MAX_INV_LABEL_VALUE else None
+    return _nested_problem(value, P.LOG_LABELS_DEPTH - 1)
+
+
+def _clean_labels(labels: Any, code: int, dropped: list[str]) -> dict[str, Any] | None:
+    """The labels that can be kept (None: the field goes), each dropped one noted."""
+    if type(labels) is not dict:
+        dropped.append("labels:wrong_type")
+        return None
+    cap = P.MAX_INV_LABELS if code == _INV_LABELS else P.MAX_LOG_LABELS
+    kept: dict[str, Any] = {}
+    for k, v in labels.items():
+        problem = _label_problem(k, v, code)
+        if problem is None and len(kept) >= cap:
+            problem = "too_large"
+        if problem is None:
+            kept[k] = v
+        else:
+            dropped.append("labels:" + problem)
+    return kept
+
+
+def _clean_metrics(metrics: Any, dropped: list[str]) -> tuple[list[dict[str, Any]] | None, int]:
+    """The metrics that can be kept (None: the field goes) and their unknown keys."""
+    if type(metrics) is not list:
+        dropped.append("metrics:wrong_type")
+        return None, 0
+    kept: list[dict[str, Any]] = []
+    unknown = 0
+    for m in metrics:
+        if len(kept) >= P.MAX_METRICS:
+            dropped.append("metrics:too_large")
+            continue
+        try:
+            cm, n = _check_metric(m)
+        except _Reject as rej:
+            dropped.append("metrics:" + rej.reason)
+            continue
+        kept.append(cm)
+        unknown += n
+    return kept, unknown
+
+
+def _check_fields(
+    ev: dict[str, Any], spec: Mapping[str, _Spec], dropped: list[str] | None = None
+) -> int:
     """Check every known key of ``ev`` in place; remove unknown keys and return their count.
 
-    Raises :class:`_Reject` with the first problem found.
+    A label or custom metric that cannot be kept is removed and noted in ``dropped``
+    as ``"<part>:<reason>"`` (the rest of the event is kept). Raises :class:`_Reject`
+    with the first problem found in any other field.
     """
     unknown: list[str] | None = None
+    gone: list[str] = []  # known keys whose whole value was dropped
     for key, val in ev.items():
         s = spec.get(key)
         if s is None:
@@ -321,47 +396,45 @@ def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
                 raise _Reject("wrong_type")
             if val < 0 or (tv is float and not math.isfinite(val)):
                 raise _Reject("bad_value")
-        elif code == _INV_LABELS:
-            if tv is not dict:
-                raise _Reject("wrong_type")
-            if len(val) > P.MAX_INV_LABELS:
-                raise _Reject("too_large")
-            for lv in val.values():
-                if type(lv) is not str:
-                    raise _Reject("wrong_type")
-                if len(lv) > P.MAX_INV_LABEL_VALUE:
-                    raise _Reject("too_large")
-        elif code == _LOG_LABELS:
-            if tv is not dict:
-                raise _Reject("wrong_type")
-            if len(val) > P.MAX_LOG_LABELS:
-                raise _Reject("too_large")
-            for lv in val.values():
-                tl = type(lv)
-                if (tl is dict or tl is list) and not _depth_ok(lv, P.LOG_LABELS_DEPTH - 1):
-                    raise _Reject("too_large")
+            continue
+        if dropped is None:
+            dropped = []
+        if code == _INV_LABELS or code == _LOG_LABELS:
+            before = len(dropped)
+            labels = _clean_labels(val, code, dropped)
+            if labels is None:
+                gone.append(key)
+            elif len(dropped) > before:
+                ev[key] = labels  # same key: safe while iterating
         elif code == _METRICS:
-            if tv is not list:
-                raise _Reject("wrong_type")
-            if len(val) > P.MAX_METRICS:
-                raise _Reject("too_large")
-            cleaned = []
-            extra = 0
-            for m in val:
-                cm, n = _check_metric(m)
-                cleaned.append(cm)
-                extra += n
+            before = len(dropped)
+            metrics, extra = _clean_metrics(val, dropped)
+            if metrics is None:
+                gone.append(key)
+            elif extra or len(dropped) > before:
+                ev[key] = metrics
             if extra:
-                ev[key] = cleaned  # same key: safe while iterating
                 if unknown is None:
                     unknown = []
                 unknown.extend([""] * extra)
+    for key in gone:
+        del ev[key]
     if unknown is None:
         return 0
     for key in unknown:
         if key:
             del ev[key]
     return len(unknown)
+
+
+# Where an event says which of its parts were dropped (labels, custom metrics).
+DROPPED_KEY: Final = "faaslens.dropped"
+
+
+def _mark_dropped(ev: dict[str, Any], dropped: list[str], result: FrameResult) -> None:
+    if dropped:
+        result.dropped += dropped
+        ev[DROPPED_KEY] = sorted(set(dropped))
 
 
 class Validator:
@@ -470,16 +543,20 @@ class Validator:
                 if t == "inv":
                     if not ev.keys() >= _INV_REQUIRED_SET:
                         raise _Reject("missing_field")
-                    result.unknown_fields += _check_fields(ev, INV_FIELDS)
+                    dropped: list[str] = []
+                    result.unknown_fields += _check_fields(ev, INV_FIELDS, dropped)
                     if not lo <= ev["@timestamp"] <= hi:
                         raise _Reject("bad_timestamp")
+                    _mark_dropped(ev, dropped, result)
                     result.invocations.append(invocation_docs(res, ev, docs))
                 elif t == "log":
                     if not ev.keys() >= _LOG_REQUIRED_SET:
                         raise _Reject("missing_field")
-                    result.unknown_fields += _check_fields(ev, LOG_FIELDS)
+                    dropped = []
+                    result.unknown_fields += _check_fields(ev, LOG_FIELDS, dropped)
                     if not lo <= ev["@timestamp"] <= hi:
                         raise _Reject("bad_timestamp")
+                    _mark_dropped(ev, dropped, result)
                     if res_json is None:
                         res_json = dumps_members(res)
                     log_docs(res, res_json, ev, src, docs)

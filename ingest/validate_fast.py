@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 import orjson
 from msgspec import UNSET, Meta, UnsetType
+
+from faaslens.protocol import MAX_LABEL_KEY
 
 __all__ = ["UNSET", "FastDecoder", "dumps_members", "to_dict"]
 
@@ -159,8 +161,9 @@ class FastDecoder:
             return Annotated[str, Meta(min_length=1, max_length=lim)]
         limits = self._limits
         if code == k["inv_labels"]:
+            key = Annotated[str, Meta(max_length=MAX_LABEL_KEY)]
             value = Annotated[str, Meta(max_length=limits["inv_label_value"])]
-            return Annotated[dict[str, value], Meta(max_length=limits["inv_labels"])]
+            return Annotated[dict[key, value], Meta(max_length=limits["inv_labels"])]
         if code == k["log_labels"]:
             return Annotated[dict[str, Any], Meta(max_length=limits["log_labels"])]
         if code == k["metrics"]:
@@ -216,6 +219,9 @@ class FastDecoder:
                 if labels is not UNSET and not _labels_exact(labels, self._label_depth):
                     return None  # nested or unusual values: the reference path judges
             else:
+                labels = labels_of(ev)
+                if labels is not UNSET and not all(map(_key_ok, labels)):
+                    return None
                 metrics = metrics_of(ev)
                 if metrics is not UNSET:
                     for m in metrics:
@@ -257,10 +263,24 @@ def _name_ok(name: str) -> bool:
     return name.isascii() and name.isidentifier()
 
 
+def _key_ok(key: str) -> bool:
+    """A label key the protocol takes: U+0000 nowhere (its length is bounded by the
+    decoder, or checked by :func:`_labels_exact`)."""
+    return "\x00" not in key
+
+
 def _labels_exact(labels: dict[str, Any], depth: int) -> bool:
-    """True if ``labels`` nests at most ``depth`` levels (itself included) and every
-    scalar in it is one both JSON parsers read alike."""
-    for v in labels.values():
+    """True if ``labels`` nests at most ``depth`` levels (itself included), every key
+    in it is one the protocol takes and every scalar is one both JSON parsers read
+    alike."""
+    for k in labels:
+        if len(k) > MAX_LABEL_KEY or "\x00" in k:
+            return False
+    return _values_exact(labels.values(), depth)
+
+
+def _values_exact(values: Iterable[Any], depth: int) -> bool:
+    for v in values:
         t = type(v)
         if t is str or t is bool or v is None:
             continue
@@ -274,7 +294,7 @@ def _labels_exact(labels: dict[str, Any], depth: int) -> bool:
             if depth <= 1 or not _labels_exact(v, depth - 1):
                 return False
         elif t is list:
-            if depth <= 1 or not _labels_exact(dict(enumerate(v)), depth - 1):  # type: ignore[arg-type]
+            if depth <= 1 or not _values_exact(v, depth - 1):
                 return False
         else:
             return False

@@ -399,7 +399,7 @@ def _check_fields(
             continue
         if dropped is None:
             dropped = []
-        if code == _INV_LABELS or code == _LOG_LABELS:
+        if code in (_INV_LABELS, _LOG_LABELS):
             before = len(dropped)
             labels = _clean_labels(val, code, dropped)
             if labels is None:

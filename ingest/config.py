@@ -96,6 +96,11 @@ class IngestConfig:
     retry_base_s: float = 0.1
     retry_max_s: float = 10.0
     es_retry_window_s: float = 5.0  # seconds of bulk retries before a batch goes to the spool
+    # A document Elasticsearch refuses on its own (403 on a blocked index, 5xx for it
+    # alone) is dead-lettered once refused this many times over at least this long;
+    # until then it is retried, and on replay moved behind the rest of the spool.
+    es_doc_max_attempts: int = 10
+    es_doc_deadline_s: float = 900.0
     spool_dir: str = "var/spool"
     spool_max_bytes: int = 1024 * 1024 * 1024
     dead_letter_path: str = "var/dead-letter.ndjson"

@@ -7,7 +7,9 @@ batcher; writer tasks hand full batches to the sink, so validation goes on
 while bulk requests are in flight. A full frame queue (``queue_max`` frames
 or ``queue_max_bytes``) pauses TCP readers and, for UDP (which cannot be
 paused), counts ``queue_full`` drops; a full batch queue stops validation
-until the sink catches up. Nothing is dropped without being counted.
+until the sink catches up, or, with a sink that has a disk buffer (``spill``),
+goes to that buffer so validation keeps pace with the sources. Nothing is
+dropped without being counted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -83,6 +85,10 @@ class Pipeline:
         self.aggregates = aggregates
         self.metrics = metrics
         self.sink = sink
+        # A sink with a disk buffer takes overflow batches directly (see _hand_over).
+        self._spill: Callable[[Sequence[Doc]], Awaitable[None]] | None = getattr(
+            sink, "spill", None
+        )
         self.batcher = batcher
         self.queue_max = queue_max
         self.queue_max_bytes = queue_max_bytes
@@ -273,7 +279,7 @@ class Pipeline:
             batch = self.batcher.flush()
             if batch:
                 self._last_flush = time.monotonic()
-                await self._batches.put(batch)
+                await self._hand_over(batch)
 
     async def _step(self) -> None:
         """Validate up to STEP_FRAMES frames and route what they became."""
@@ -354,7 +360,7 @@ class Pipeline:
             m.frames_late.inc(late)
         for batch in full:
             self._last_flush = now
-            await self._batches.put(batch)
+            await self._hand_over(batch)
         await self._flush_if_due()
 
     def _rejected(self, what: str, reason: str, frame: bytes, peer: Any, **detail: Any) -> None:
@@ -364,6 +370,20 @@ class Pipeline:
         self.rejections.note(
             what, reason, peer=peer_text(peer), size=len(frame), sample=sample_text(frame), **detail
         )
+
+    async def _hand_over(self, batch: list[Doc]) -> None:
+        """Queue a batch for the writers; when they are all busy and the queue is full
+        (the sink takes less than arrives), spill it to the sink's disk buffer instead
+        of stopping validation, which would fill the frame queue and drop datagrams."""
+        if self._batches.full() and self._spill is not None:
+            self.metrics.batches_spilled.inc()
+            try:
+                await self._spill(batch)
+            except Exception as exc:  # the writers take it then, as before spilling existed
+                self._internal_error("spill", exc)
+            else:
+                return
+        await self._batches.put(batch)
 
     def _internal_error(
         self, stage: str, exc: Exception, frame: bytes = b"", peer: Any = None

@@ -190,6 +190,12 @@ class SelfMetrics:
             "Batches handed to the sink and confirmed",
             registry=registry,
         )
+        self.batches_spilled = Counter(
+            "faaslens_batches_spilled",
+            "Batches put straight into the sink's disk spool because the sink took less "
+            "than arrived (replayed once it catches up)",
+            registry=registry,
+        )
         self.sink_errors = Counter(
             "faaslens_sink_write_errors",
             "Sink writes that raised (the batch is retried)",

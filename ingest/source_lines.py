@@ -153,7 +153,7 @@ class LinesSource:
             reason = parsed if isinstance(parsed, str) else observe(parsed, now)
             if reason is not None:
                 self._rejected[reason].inc()
-                detail = {} if isinstance(parsed, str) else {"name": parsed.name}
+                detail: dict[str, Any] = {} if isinstance(parsed, str) else {"name": parsed.name}
                 self._rejections.note("line", reason, peer=peer, transport=transport, **detail)
         if n:
             self._received[transport].inc(n)

@@ -932,12 +932,95 @@ def worker() -> Json:
     variables = [prom_var("instance", "label_values(faaslens_datagrams_received_total, instance)")]
     return dashboard(UID_WORKER, "faaslens / Worker health", panels, variables, time_from="now-1h")
 
+# --------------------------------------------------------------------------- Seed compatibility
+
+UID_SEED = "faaslens-seed-compat"
+# Azure Functions consumption plan, USD per GB-second (the price the older project's
+# cost panel used); a textbox, so a user sets their own.
+AZURE_GB_SECOND_USD = "0.000016"
+SEED_SEL = 'function_app=~"$function_app", function_name=~"$function_name"'
+
+
+def seed_compat() -> Json:
+    """The older project's dashboard: the metrics its NodeJS library sends as
+    prometheus-aggregator lines, now received by the worker's line listener
+    (``lines_listen``) under the same names, so these queries are unchanged."""
+    lay = Layout()
+
+    def inc(metric: str, sel: str = SEED_SEL, by: str = "function_name") -> str:
+        return f"sum by ({by}) (increase({metric}{{{sel}}}[$__range]))"
+
+    def rate(metric: str) -> str:
+        return f"sum by (function_name) (rate({metric}{{{SEED_SEL}}}[{RI}]))"
+
+    app = 'function_app=~"$function_app"'
+    panels = [
+        timeseries(
+            lay,
+            "Invocations per second",
+            [prom_target(rate("function_invocations_total"), "{{function_name}}")],
+            unit="reqps",
+        ),
+        timeseries(
+            lay,
+            "Mean execution time",
+            [
+                prom_target(
+                    f"{rate('function_execution_time_total')} / {rate('function_finished_total')}",
+                    "{{function_name}}",
+                )
+            ],
+            unit="ms",
+            description="function_execution_time_total is summed milliseconds",
+        ),
+        stat(
+            lay,
+            "Started minus finished",
+            prom_target(
+                f"{inc('function_invocations_total')} - {inc('function_finished_total')}",
+                "{{function_name}}",
+            ),
+            unit="short",
+        ),
+        stat(
+            lay,
+            "GB-seconds (library estimate)",
+            prom_target(inc("function_gigabyte_seconds_total"), "{{function_name}}"),
+            unit="short",
+        ),
+        stat(
+            lay,
+            "GB-seconds (Azure Monitor)",
+            prom_target(
+                inc("azure_monitor_gigabyteseconds_total", app, "function_app"), "{{function_app}}"
+            ),
+            unit="short",
+        ),
+        stat(
+            lay,
+            "Cost (Azure Monitor GB-seconds x price)",
+            prom_target(
+                f"{inc('azure_monitor_gigabyteseconds_total', app, 'function_app')}"
+                " * $gb_second_usd",
+                "{{function_app}}",
+            ),
+            unit="currencyUSD",
+        ),
+    ]
+    variables = [
+        prom_var("function_app", "label_values(function_invocations_total, function_app)"),
+        prom_var("function_name", "label_values(function_invocations_total, function_name)"),
+        textbox("gb_second_usd", AZURE_GB_SECOND_USD, label="USD per GB-second"),
+    ]
+    return dashboard(UID_SEED, "faaslens / Seed compatibility", panels, variables)
+
 
 DASHBOARDS = {
     "overview.json": overview,
     "invocations.json": invocations,
     "errors.json": errors,
     "worker-health.json": worker,
+    "seed-compat.json": seed_compat,
 }
 
 

@@ -932,6 +932,7 @@ def worker() -> Json:
     variables = [prom_var("instance", "label_values(faaslens_datagrams_received_total, instance)")]
     return dashboard(UID_WORKER, "faaslens / Worker health", panels, variables, time_from="now-1h")
 
+
 # --------------------------------------------------------------------------- Seed compatibility
 
 UID_SEED = "faaslens-seed-compat"

@@ -7,9 +7,10 @@ forms peterbourgon/prometheus-aggregator accepts:
   label values are quoted and may hold ``\\\\``, ``\\"`` and ``\\n`` escapes
   (the exposition format's); one value, no timestamp.
 * JSON: one object with ``name`` and any of ``type`` (``counter`` | ``gauge`` |
-  ``histogram``), ``help``, ``labels`` (string -> string), ``buckets`` (numbers),
-  ``value`` (number) and ``op`` (``add`` | ``set``, gauges only). A line without
-  a value only declares. Other keys are ignored, as the aggregator ignores them.
+  ``histogram``), ``help`` (whitespace runs become one space), ``labels``
+  (string -> string), ``buckets`` (numbers), ``value`` (number) and ``op``
+  (``add`` | ``set``, gauges only). A line without a value only declares.
+  Other keys are ignored, as the aggregator ignores them.
 
 Nothing here raises on input: :func:`parse_line` returns an :class:`Observation`
 or one of :data:`PARSE_REASONS`. Whether the metric is declared, and with which
@@ -173,8 +174,12 @@ def _from_object(obj: dict[str, Any]) -> Observation | str:
     if kind is not None and kind not in KINDS:
         return "bad_type"
     help_ = obj.get("help")
-    if help_ is not None and type(help_) is not str:
-        return "bad_type"
+    if help_ is not None:
+        if type(help_) is not str:
+            return "bad_type"
+        # One line of single spaces: parsers strip a help text's ends and some split
+        # lines at CR or Unicode line separators, so only this form reads back the same.
+        help_ = " ".join(help_.split())
     raw_labels = obj.get("labels")
     pairs: list[tuple[str, str]] = []
     if raw_labels is not None:

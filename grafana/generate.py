@@ -1002,7 +1002,7 @@ def seed_compat() -> Json:
             "Cost (Azure Monitor GB-seconds x price)",
             prom_target(
                 f"{inc('azure_monitor_gigabyteseconds_total', app, 'function_app')}"
-                " * $gb_second_usd",
+                " * ${gb_second_usd:raw}",
                 "{{function_app}}",
             ),
             unit="currencyUSD",

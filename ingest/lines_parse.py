@@ -57,13 +57,15 @@ _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # One label pair: the value is quoted, with backslash escapes.
 _PAIR: Final = rb'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"'
 _PAIRS: Final = re.compile(_PAIR.decode())
-_TEXT: Final = re.compile(
-    rb"[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:"
-    + _PAIR
-    + rb"(?:,"
-    + _PAIR
-    + rb")*,?)?)\}[ \t]+(?P<value>\S+)[ \t\r]*\Z"
-)
+_HEAD: Final = re.compile(rb"[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+_BODY: Final = re.compile(rb"(?:" + _PAIR + rb"(?:," + _PAIR + rb")*,?)?\Z")
+_TAIL: Final = re.compile(rb"[ \t]+(\S+)[ \t\r]*\Z")
+# Label sets repeat (a function sends the same labels on every line): their parsed
+# form is kept, which halves the cost of a line. Bounded: short bodies only, and the
+# memo starts over when full.
+_MEMO_MAX: Final = 4096
+_MEMO_BODY_MAX: Final = 512
+_memo: dict[bytes, tuple[tuple[str, str], ...] | str] = {}
 # Decimal floats only (what the aggregator's strconv.ParseFloat takes, without
 # NaN, Inf, hex or underscores: a counter or gauge of NaN helps nobody).
 _NUMBER: Final = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
@@ -120,31 +122,49 @@ def _labels(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...] | None:
     return tuple(pairs)
 
 
-def _text(line: bytes) -> Observation | str:
-    m = _TEXT.match(line)
-    if m is None:
+def _body(body: bytes) -> tuple[tuple[str, str], ...] | str:
+    """The labels between the braces, or a reason."""
+    if not _BODY.match(body):
         return "bad_text"
-    name_b, body, value_b = m.group(1, 2, "value")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return "bad_encoding"
+    pairs: list[tuple[str, str]] = []
+    for k, raw in _PAIRS.findall(text):
+        v = _unescape(raw)
+        if v is None:
+            return "bad_label"
+        pairs.append((k, v))
+    labels = _labels(pairs)
+    return "bad_label" if labels is None else labels
+
+
+def _text(line: bytes) -> Observation | str:
+    head = _HEAD.match(line)
+    close = line.rfind(b"}")  # a label value may hold "}": the last one closes
+    if head is None or close < head.end():
+        return "bad_text"
+    tail = _TAIL.match(line, close + 1)
+    if tail is None:
+        return "bad_text"
+    value_b = tail.group(1)
     if not _NUMBER.match(value_b):
         return "bad_value"
     value = float(value_b)
     if not math.isfinite(value):
         return "bad_value"
-    pairs: list[tuple[str, str]] = []
-    if body:
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            return "bad_encoding"
-        for k, raw in _PAIRS.findall(text):
-            v = _unescape(raw)
-            if v is None:
-                return "bad_label"
-            pairs.append((k, v))
-    labels = _labels(pairs)
+    body = line[head.end() : close]
+    labels = _memo.get(body)
     if labels is None:
-        return "bad_label"
-    return Observation(name_b.decode(), labels, value)
+        labels = _body(body)
+        if len(body) <= _MEMO_BODY_MAX:
+            if len(_memo) >= _MEMO_MAX:
+                _memo.clear()
+            _memo[body] = labels
+    if isinstance(labels, str):
+        return labels
+    return Observation(head.group(1).decode(), labels, value)
 
 
 def _number(raw: Any) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -113,9 +114,11 @@ class LinesSource:
         rejections: RejectionLog,
         *,
         reuse_port: bool = False,
+        rcvbuf: int = 4 << 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
+        self.rcvbuf = rcvbuf
         self.port = port
         self.reuse_port = reuse_port
         self.store = store
@@ -167,11 +170,7 @@ class LinesSource:
             )
             port = server.sockets[0].getsockname()[1]
             try:
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Datagrams(self),
-                    local_addr=(self.host, port),
-                    reuse_port=self.reuse_port or None,
-                )
+                sock = self._udp_socket(port)
             except OSError:
                 server.close()
                 await server.wait_closed()
@@ -181,12 +180,28 @@ class LinesSource:
             break
         else:
             raise OSError(f"lines_listen: no port free for both TCP and UDP on {self.host}")
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
         # The stock transport reads into a 256 KiB buffer per datagram; lines are small.
         with contextlib.suppress(AttributeError):
             udp.max_size = 65_536  # type: ignore[attr-defined]
         self._server, self._udp = server, udp
         self.address = (self.host, port)
         log.info("lines listening", address=f"{self.host}:{port}", transports="tcp+udp")
+
+    def _udp_socket(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            # Capped by net.core.rmem_max; absorbs bursts while the loop is busy elsewhere.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
 
     async def stop(self) -> None:
         """Stop accepting and close every connection (their last lines are applied)."""

@@ -131,6 +131,7 @@ def test_refused_lines_give_their_reason(line: bytes, reason: str) -> None:
 def test_any_bytes_give_an_observation_or_a_bounded_reason(line: bytes) -> None:
     got = parse_line(line)
     assert isinstance(got, Observation) or got in PARSE_REASONS
+    assert parse_line(line) == got  # the second time from the label memo: the same
 
 
 _NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True)

@@ -56,6 +56,11 @@ STORE_REASONS: Final = (
 OVERFLOW: Final = "_overflow"
 
 
+def _exposed(name: str, kind: str) -> str:
+    """The family name Prometheus sees: counters end in ``_total``."""
+    return name + "_total" if kind == "counter" and not name.endswith("_total") else name
+
+
 class _Series:
     __slots__ = ("counts", "last", "value")
 
@@ -74,11 +79,7 @@ class _LineMetric(Collector):
         self.kind = kind
         self.help = help_
         self.buckets = (obs.buckets or ()) if kind == "histogram" else None
-        self.exposed = (
-            obs.name + "_total"
-            if kind == "counter" and not obs.name.endswith("_total")
-            else obs.name
-        )
+        self.exposed = _exposed(obs.name, kind)
         self.permanent = permanent
         self.series: dict[tuple[tuple[str, str], ...], _Series] = {}
         self.last = 0.0
@@ -158,7 +159,10 @@ class LineMetrics:
             if reason is None and d.value is not None:
                 reason = self.observe(d, now)
             if reason is not None:
-                raise ValueError(f"declaration {d.name!r}: {reason}")
+                kind = d.kind or ""
+                why = name_problem(_exposed(d.name, kind), kind) if reason == "name_lint" else None
+                detail = f" ({why})" if why else ""
+                raise ValueError(f"declaration {d.name!r}: {reason}{detail}")
 
     def observe(self, obs: Observation, now: float) -> str | None:
         """Apply one parsed line (``now``: monotonic seconds); return None, or

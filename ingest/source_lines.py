@@ -238,9 +238,13 @@ async def start_lines(
     if path:
         try:
             with open(path, "rb") as fh:
-                store.declare_all(parse_declarations(fh.read(), path), time.monotonic())
-        except (OSError, ValueError) as exc:  # DeclarationError is a ValueError
+                declarations = parse_declarations(fh.read(), path)
+        except (OSError, ValueError) as exc:  # DeclarationError names the file
             raise ConfigError(f"lines_declarations: {exc}") from exc
+        try:
+            store.declare_all(declarations, time.monotonic())
+        except ValueError as exc:
+            raise ConfigError(f"lines_declarations: {path}: {exc}") from exc
     host, port = parse_hostport(config.lines_listen)
     source = LinesSource(host, port, store, registry, RejectionLog(), reuse_port=config.reuse_port)
     await source.start()

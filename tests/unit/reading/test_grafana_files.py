@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from faaslens.query.dashboards import (
+from grafana import generate
+from grafana.emulate import (
     VARIABLE_RE,
     Variables,
     es_search_body,
@@ -26,7 +27,6 @@ from faaslens.query.dashboards import (
     load_dashboards,
     prom_variable_query,
 )
-from grafana import generate
 
 REPO = Path(__file__).resolve().parents[3]
 GRAFANA = REPO / "grafana"

@@ -3,9 +3,7 @@
 Everything returns grafana-foundation-sdk builders; :class:`Board` places panels on the
 24-column grid and numbers them. A new panel is one call in a dashboard module, e.g.::
 
-    board.add(
-        timeseries("Unfinished/s", [prom(rate("faas_unfinished_total"), "{{function}}")])
-    )
+    board.add(timeseries("Unfinished/s", prom(rate("faas_unfinished_total"), "{{function}}")))
 
 Anything these helpers do not cover is set on the builder they return (its methods are
 Grafana's own options, typed), before ``board.add``.

@@ -28,7 +28,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from faaslens.ingest.config import IngestConfig
-from faaslens.query.dashboards import (
+from grafana.emulate import (
     Variables,
     all_values,
     iter_targets,

@@ -246,6 +246,7 @@ class LineMetrics:
             if not m.permanent and not m.series and m.last < cutoff:
                 self._registry.unregister(m)
                 del self._metrics[name]
+                self._failed.clear()  # a name it blocked may be free now
         if removed:
             self._expired.inc(removed)
         return removed

@@ -193,6 +193,18 @@ def test_idle_series_expire_and_run_time_metrics_go_with_them() -> None:
     assert registry.get_sample_value("kept_total") == 4
 
 
+def test_a_name_blocked_by_a_run_time_metric_is_free_once_that_one_expired() -> None:
+    registry, store = make(series_ttl_s=10)
+    y = '{"name": "y", "type": "counter", "help": "h", "value": 1}'
+    y_total = '{"name": "y_total", "type": "gauge", "help": "h", "value": 5}'
+    assert feed(store, y, y_total) == [None, "name_lint"]
+    y_total = '{"name": "y_total", "type": "counter", "help": "h", "value": 5}'
+    assert feed(store, y_total) == ["name_conflict"]  # y's samples are y_total
+    store.sweep(20.0)
+    assert feed(store, y_total, now=20.0) == [None]
+    assert registry.get_sample_value("y_total") == 5
+
+
 def test_a_bad_declaration_file_entry_is_an_error() -> None:
     _, store = make()
     with pytest.raises(ValueError, match="'x_total': name_lint"):

@@ -49,8 +49,9 @@ def build() -> Board:
             description="function_execution_time_total sums milliseconds per finished invocation",
         ),
         stat(
+            # A function whose invocations all died has no finished series: 0 finished.
             "Started minus finished",
-            prom(f"{started} - {finished}", "{{function_name}}"),
+            prom(f"{started} - ({finished} or {started} * 0)", "{{function_name}}"),
             unit="short",
         ),
         stat(

@@ -16,6 +16,7 @@ the test vectors and on mutated frames is checked by the tests.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Final, Literal, Union
@@ -26,7 +27,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from faaslens.protocol import MAX_LABEL_KEY
 
-__all__ = ["UNSET", "FastDecoder", "dumps_members", "to_dict"]
+__all__ = ["UNSET", "FastDecoder", "dumps_members", "float_slack", "to_dict"]
 
 # Beyond this range orjson parses an integer as a float (and msgspec cannot bound
 # wider): the fast path leaves such numbers to the reference path.
@@ -123,6 +124,10 @@ class FastDecoder:
         self._overrides = operator.attrgetter(*[_attr(k) for k in resource])
         self._log_labels = operator.attrgetter(_attr("labels"))
         self._inv_metrics = operator.attrgetter(_attr("metrics"))
+        # The number fields of an invocation that may hold a float.
+        self._inv_floats = operator.attrgetter(
+            *[_attr(k) for k, (code, _) in inv.items() if code == kinds["num"]]
+        )
         self._ids = operator.attrgetter(
             *[_attr(k) for k, (code, _) in inv.items() if code == kinds["hex"]]
         )
@@ -196,8 +201,9 @@ class FastDecoder:
             **options,
         )
 
-    def decode(self, body: bytes) -> Any:
-        """The envelope struct of a frame body that is certainly valid, else None."""
+    def decode(self, body: bytes) -> tuple[Any, int] | None:
+        """The envelope struct of a frame body that is certainly valid and the float
+        slack of its numbers (see :func:`float_slack`), else None."""
         try:
             env = self._decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
@@ -209,19 +215,27 @@ class FastDecoder:
         log_type = self.log_type
         labels_of = self._log_labels
         metrics_of = self._inv_metrics
+        floats_of = self._inv_floats
         ids_of = self._ids
+        slack = 0
         for ev in env.ev:
             for hex_id in ids_of(ev):
                 if hex_id is not UNSET and hex_id.strip(_HEX_DIGITS):
                     return None  # not lowercase hex
             if type(ev) is log_type:
                 labels = labels_of(ev)
-                if labels is not UNSET and not _labels_exact(labels, self._label_depth):
-                    return None  # nested or unusual values: the reference path judges
+                if labels is not UNSET:
+                    s = _labels_exact(labels, self._label_depth)
+                    if s < 0:
+                        return None  # nested or unusual values: the reference path judges
+                    slack += s
             else:
                 labels = labels_of(ev)
                 if labels is not UNSET and not all(map(_key_ok, labels)):
                     return None
+                for x in floats_of(ev):
+                    if type(x) is float:
+                        slack += float_slack(x)
                 metrics = metrics_of(ev)
                 if metrics is not UNSET:
                     for m in metrics:
@@ -229,7 +243,9 @@ class FastDecoder:
                             return None
                         if m.labels is not UNSET and not all(map(_name_ok, m.labels)):
                             return None
-        return env
+                        if type(m.value) is float:
+                            slack += float_slack(m.value)
+        return env, slack
 
     def resource(self, raw: Any) -> tuple[dict[str, Any], bytes] | None:
         """The validated resource of a frame (``{}`` if absent) and its serialized members.
@@ -269,36 +285,66 @@ def _key_ok(key: str) -> bool:
     return "\x00" not in key
 
 
-def _labels_exact(labels: dict[str, Any], depth: int) -> bool:
-    """True if ``labels`` nests at most ``depth`` levels (itself included), every key
-    in it is one the protocol takes and every scalar is one both JSON parsers read
-    alike."""
+def _labels_exact(labels: dict[str, Any], depth: int) -> int:
+    """The float slack of ``labels`` (>= 0) if it nests at most ``depth`` levels (itself
+    included), every key in it is one the protocol takes and every scalar is one both
+    JSON parsers read alike; else -1."""
     for k in labels:
         if len(k) > MAX_LABEL_KEY or "\x00" in k:
-            return False
+            return -1
     return _values_exact(labels.values(), depth)
 
 
-def _values_exact(values: Iterable[Any], depth: int) -> bool:
+def _values_exact(values: Iterable[Any], depth: int) -> int:
+    slack = 0
     for v in values:
         t = type(v)
         if t is str or t is bool or v is None:
             continue
         if t is int:
             if not _INT_MIN <= v <= _INT_MAX:
-                return False
+                return -1
         elif t is float:
             if not math.isfinite(v):
-                return False
-        elif t is dict:
-            if depth <= 1 or not _labels_exact(v, depth - 1):
-                return False
-        elif t is list:
-            if depth <= 1 or not _values_exact(v, depth - 1):
-                return False
+                return -1
+            slack += float_slack(v)
+        elif t is dict or t is list:
+            if depth <= 1:
+                return -1
+            s = _labels_exact(v, depth - 1) if t is dict else _values_exact(v, depth - 1)
+            if s < 0:
+                return -1
+            slack += s
         else:
-            return False
-    return True
+            return -1
+    return slack
+
+
+_SLACK: dict[float, int] = {}
+
+
+def float_slack(x: float) -> int:
+    """How many bytes shorter than its encoding here ``x`` could be written in JSON
+    (``100000.0`` as ``1e5``: 5). Frames are compared by length with their
+    re-encoding; the slack says how much shorter numbers could hide. Cached."""
+    slack = _SLACK.get(x)
+    if slack is not None:
+        return slack
+    canonical = len(msgspec.json.encode(x))
+    sign, digits, exp = Decimal(repr(x)).as_tuple()
+    text = "".join(map(str, digits))
+    stripped = text.rstrip("0") or "0"
+    k = int(exp) + len(text) - len(stripped)  # x = stripped * 10**k
+    shortest = len(stripped) + 1 + len(str(k))  # "<digits>e<k>"
+    if k >= 0:
+        shortest = min(shortest, len(stripped) + k)  # an integer literal
+    else:
+        shortest = min(shortest, max(len(stripped), -k + 1) + 1)  # "d.ddd" or "0.0dd"
+    slack = max(0, canonical - shortest - sign)
+    if len(_SLACK) > 4096:
+        _SLACK.clear()
+    _SLACK[x] = slack
+    return slack
 
 
 def to_dict(struct: Any) -> dict[str, Any]:

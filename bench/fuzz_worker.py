@@ -124,7 +124,8 @@ def _kinds(rng: random.Random, now_ms: int, n: int) -> bytes:
     elif kind == 8:
         return b'{"v":1,"src":"x","seq":1,"ev":[{"t":"log","message":"\xff\xfe"}]}'
     elif kind == 9:
-        return orjson.dumps(env).replace(b'"event.sequence":' + str(n).encode(), b'"event.sequence":NaN')
+        seq = b'"event.sequence":' + str(n).encode()
+        return orjson.dumps(env).replace(seq, b'"event.sequence":NaN')
     elif kind == 10:
         return orjson.dumps(env).replace(b'"seq":' + str(n + 1).encode(), b'"seq":' + b"9" * 30)
     else:
@@ -142,7 +143,7 @@ def _kinds(rng: random.Random, now_ms: int, n: int) -> bytes:
     return orjson.dumps(env)
 
 
-def _send(
+def _send(  # noqa: PLR0917  (a process target: positional by nature)
     addr: tuple[str, int], hostile: int, valid_every: int, rate: float, seed: int, out: Any
 ) -> None:
     rng = random.Random(seed)
@@ -246,13 +247,13 @@ async def run(args: argparse.Namespace) -> int:
     delete_es_prefix(args.es_url, prefix)
     shutil.rmtree(tmp, ignore_errors=True)
     kernel = worker.udp.kernel_drops() if worker.udp else None
-    adds_up = t["frames_accepted"] + sum(rejected.values()) + t["frames_dropped"] == received
+    accounted = t["frames_accepted"] + sum(rejected.values()) + t["frames_dropped"]
+    adds_up = accounted == received
     print(f"sent {sent:,} datagrams in {seconds:.1f} s: {args.hostile:,} hostile, {valid:,} valid")
     print(f"received {int(received):,} (kernel drops {kernel}), /healthz during the run: {status}")
     print(
         f"accepted {t['frames_accepted']:,} + rejected {sum(rejected.values()):,} + dropped "
-        f"{t['frames_dropped']:,} = {t['frames_accepted'] + sum(rejected.values()) + t['frames_dropped']:,}"
-        f" -> adds up: {adds_up}"
+        f"{t['frames_dropped']:,} = {accounted:,} -> adds up: {adds_up}"
     )
     print(f"rejected by reason: {dict(rejected.most_common())}")
     print(

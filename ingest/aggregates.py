@@ -535,7 +535,9 @@ class Aggregates:
     def observe(self, inv: dict[str, Any], now: float) -> None:
         """Update the aggregates from one validated invocation record (once per record:
         the same ``faas.execution`` and ``@timestamp`` again is counted as repeated)."""
-        if not self._seen.first_time(hash((inv["faas.execution"], inv["@timestamp"])), now):
+        record = hash((inv["faas.execution"], inv["@timestamp"]))
+        seen = self._seen
+        if record in seen or not seen.first_time(record, now):
             self.repeated.inc()
             return
         get = inv.get

@@ -114,7 +114,9 @@ def invocation_docs(res: dict[str, Any], ev: dict[str, Any], docs: list[Doc]) ->
     del merged["t"]
     metrics = merged.pop("metrics", None)
     ts: int = merged["@timestamp"]
-    exec_id = bounded_id(merged["faas.execution"])
+    exec_id: str = merged["faas.execution"]
+    if len(exec_id) > SHORT_ID:
+        exec_id = bounded_id(exec_id)
     day = day_of(ts)
     merged["event.dataset"] = "faas.invocation"
     merged["event.kind"] = "event"

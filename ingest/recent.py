@@ -43,5 +43,9 @@ class RecentKeys:
         cur.add(key)
         return True
 
+    def __contains__(self, key: int) -> bool:
+        """Seen within the window (a cheaper test than :meth:`first_time` for hits)."""
+        return key in self._cur or key in self._old
+
     def __len__(self) -> int:
         return len(self._cur) + len(self._old)

@@ -9,7 +9,7 @@ not per datagram. ``recv`` releases the GIL, so the loop keeps running.
 Senders' addresses name them in rejection logs, but ``recvfrom`` costs about
 0.5 us more per datagram than ``recv`` (the address object). So the thread
 reads addresses only while that is cheap or useful: when traffic is light
-(the last hand-off was small) and for a while after any rejection
+(under 2,000 datagrams in the last second) and for a while after any rejection
 (:meth:`UdpSource.capture_peers`). Under a flood of valid frames it reads
 none.
 """
@@ -34,8 +34,9 @@ log = structlog.get_logger("faaslens.ingest")
 
 RECV_SIZE = 65536  # the largest UDP payload fits
 CHUNK_MAX = 512  # frames per hand-off at most, so the loop sees work early in a burst
-# Read senders' addresses after a hand-off of at most this many frames (light traffic).
-CAPTURE_BELOW = 8
+# Read senders' addresses while fewer datagrams than this arrived in the last second
+# (light traffic: the cost does not matter)...
+CAPTURE_BELOW_PER_S = 2000
 # ... and for this long after a rejection.
 CAPTURE_AFTER_REJECTION_S = 10.0
 # Not exported by Python's socket module; this is Linux's value. Needs CAP_NET_ADMIN.
@@ -147,9 +148,16 @@ class UdpSource:
         hand_off = self._on_frames
         datagrams = self._metrics.datagrams
         nbytes = self._metrics.udp_bytes
-        last = 1
+        light = True  # fewer than CAPTURE_BELOW_PER_S datagrams in the last second
+        second = time.monotonic()
+        in_second = 0
         while True:
-            capture = last <= CAPTURE_BELOW or time.monotonic() < self._capture_until
+            now = time.monotonic()
+            if now - second >= 1.0:
+                light = in_second < CAPTURE_BELOW_PER_S
+                second = now
+                in_second = 0
+            capture = light or now < self._capture_until
             try:
                 if capture:
                     data, addr = recvfrom(RECV_SIZE)  # blocks, GIL released
@@ -182,6 +190,7 @@ class UdpSource:
                 chunk.append(data)
                 size += len(data)
             last = len(chunk)
+            in_second += last
             if peers is not None and len(peers) > last:
                 del peers[last:]  # the b"" of a shutdown
             datagrams.inc(last)

@@ -16,9 +16,9 @@ the test vectors and on mutated frames is checked by the tests.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
@@ -218,6 +218,7 @@ class FastDecoder:
         floats_of = self._inv_floats
         ids_of = self._ids
         slack = 0
+        slack_of = _SLACK.get
         for ev in env.ev:
             for hex_id in ids_of(ev):
                 if hex_id is not UNSET and hex_id.strip(_HEX_DIGITS):
@@ -235,7 +236,8 @@ class FastDecoder:
                     return None
                 for x in floats_of(ev):
                     if type(x) is float:
-                        slack += float_slack(x)
+                        s = slack_of(x, -1)
+                        slack += s if s >= 0 else float_slack(x)
                 metrics = metrics_of(ev)
                 if metrics is not UNSET:
                     for m in metrics:
@@ -289,35 +291,45 @@ def _labels_exact(labels: dict[str, Any], depth: int) -> int:
     """The float slack of ``labels`` (>= 0) if it nests at most ``depth`` levels (itself
     included), every key in it is one the protocol takes and every scalar is one both
     JSON parsers read alike; else -1."""
-    for k in labels:
+    slack = 0
+    for k, v in labels.items():
         if len(k) > MAX_LABEL_KEY or "\x00" in k:
             return -1
-    return _values_exact(labels.values(), depth)
-
-
-def _values_exact(values: Iterable[Any], depth: int) -> int:
-    slack = 0
-    for v in values:
         t = type(v)
         if t is str or t is bool or v is None:
             continue
-        if t is int:
-            if not _INT_MIN <= v <= _INT_MAX:
-                return -1
-        elif t is float:
-            if not math.isfinite(v):
-                return -1
-            slack += float_slack(v)
-        elif t is dict or t is list:
-            if depth <= 1:
-                return -1
-            s = _labels_exact(v, depth - 1) if t is dict else _values_exact(v, depth - 1)
+        s = _value_exact(v, t, depth)
+        if s < 0:
+            return -1
+        slack += s
+    return slack
+
+
+def _value_exact(v: Any, t: type, depth: int) -> int:
+    """:func:`_labels_exact` for one value that is not a string, boolean or null."""
+    if t is int:
+        return 0 if _INT_MIN <= v <= _INT_MAX else -1
+    if t is float:
+        if not math.isfinite(v):
+            return -1
+        s: int = _SLACK.get(v, -1)
+        return s if s >= 0 else float_slack(v)
+    if depth <= 1:
+        return -1
+    if t is dict:
+        return _labels_exact(v, depth - 1)
+    if t is list:
+        slack = 0
+        for item in v:
+            ti = type(item)
+            if ti is str or ti is bool or item is None:
+                continue
+            s = _value_exact(item, ti, depth - 1)
             if s < 0:
                 return -1
             slack += s
-        else:
-            return -1
-    return slack
+        return slack
+    return -1
 
 
 _SLACK: dict[float, int] = {}

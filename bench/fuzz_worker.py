@@ -279,12 +279,14 @@ def _healthz(addr: tuple[str, int] | None) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hostile", type=int, default=200_000, help="hostile datagrams")
+    ap.add_argument("--quick", action="store_true", help="20,000 hostile datagrams")
+    ap.add_argument("--hostile", type=int, default=0, help="hostile datagrams (200,000)")
     ap.add_argument("--valid-every", type=int, default=5, help="one valid frame in N")
     ap.add_argument("--rate", type=float, default=20_000, help="datagrams per second")
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--es-url", default=os.environ.get("ES_URL", "http://127.0.0.1:9200"))
     args = ap.parse_args()
+    args.hostile = args.hostile or (20_000 if args.quick else 200_000)
     return asyncio.run(run(args))
 
 

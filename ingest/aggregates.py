@@ -536,8 +536,7 @@ class Aggregates:
         """Update the aggregates from one validated invocation record (once per record:
         the same ``faas.execution`` and ``@timestamp`` again is counted as repeated)."""
         record = hash((inv["faas.execution"], inv["@timestamp"]))
-        seen = self._seen
-        if record in seen or not seen.first_time(record, now):
+        if not self._seen.first_time(record, now):
             self.repeated.inc()
             return
         get = inv.get

@@ -81,10 +81,10 @@ async def run(args: argparse.Namespace) -> int:
                 break
         await asyncio.sleep(1.0)
     drained = time.perf_counter() - started
+    kernel = worker.udp.kernel_drops() if worker.udp else None
     await worker.stop()
     t = totals(reg)
     indexed = count()
-    kernel = worker.udp.kernel_drops() if worker.udp else 0
     received = int(total("faaslens_datagrams_received_total"))
     lost_frames = (sent - received) + t["frames_dropped"]
     print(

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.runtimes import GcpRuntime, LambdaRuntime, runtimes
+from tests.runtimes import Receiver as UdpReceiver
 from tests.support import Prometheus, delete_es_prefix, http_json, poll_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,3 +236,30 @@ def _prometheus_container(workdir: Path, rule_files: list[str], port: int) -> It
         yield Prometheus(url, workdir / "targets.json")
     finally:
         container.stop()
+
+
+# ---------------------------------------------------------------- real function runtimes
+
+
+@pytest.fixture
+def udp_receiver() -> Iterator[UdpReceiver]:
+    """A UDP socket collecting the frames a shipper in another process sends."""
+    rx = UdpReceiver()
+    try:
+        yield rx
+    finally:
+        rx.close()
+
+
+@pytest.fixture
+def lambda_runtime(tmp_path: Path) -> Iterator[Callable[..., LambdaRuntime]]:
+    """``start(source, env={...}, timeout_s=3, handler="app.handler") -> LambdaRuntime``:
+    the module ``source`` under the Lambda emulator + awslambdaric; stopped afterwards."""
+    yield from runtimes(tmp_path, "lambda")
+
+
+@pytest.fixture
+def gcp_runtime(tmp_path: Path) -> Iterator[Callable[..., GcpRuntime]]:
+    """``start(source, target=, signature="http"|"cloudevent", env={...}) -> GcpRuntime``:
+    the module ``source`` served by functions-framework; stopped afterwards."""
+    yield from runtimes(tmp_path, "gcp")

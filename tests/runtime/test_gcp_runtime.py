@@ -1,0 +1,68 @@
+"""Records of functions served by functions-framework (HTTP and CloudEvent signatures)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from tests.runtimes import GcpRuntime, Receiver
+
+HTTP_APP = """
+import faaslens
+
+log = faaslens.get_logger("app")
+
+@faaslens.instrument
+def hello(request):
+    log.info("hello", path=request.path)
+    return "hi"
+"""
+
+EVENT_APP = """
+import faaslens
+
+@faaslens.instrument
+def on_message(cloud_event):
+    faaslens.get_logger().info("got", id=cloud_event["id"])
+"""
+
+
+def test_http_function_record(
+    gcp_runtime: Callable[..., GcpRuntime], udp_receiver: Receiver
+) -> None:
+    fn = gcp_runtime(
+        HTTP_APP, target="hello", signature="http", env={"FAASLENS_ENDPOINT": udp_receiver.endpoint}
+    )
+    assert fn.post("/", b"", {"Function-Execution-Id": "gcp-exec-1"}) == (200, b"hi")
+    assert fn.post("/", b"", {"Function-Execution-Id": "gcp-exec-2"}) == (200, b"hi")
+    first, second = udp_receiver.wait_records(2)
+    assert (first["faas.execution"], second["faas.execution"]) == ("gcp-exec-1", "gcp-exec-2")
+    assert first["cloud.provider"] == "gcp" and first["faas.trigger.type"] == "http"
+    assert (first["faas.coldstart"], second["faas.coldstart"]) == (True, False)
+    assert first["event.outcome"] == "success"
+
+
+def test_cloudevent_function_record(
+    gcp_runtime: Callable[..., GcpRuntime], udp_receiver: Receiver
+) -> None:
+    fn = gcp_runtime(
+        EVENT_APP,
+        target="on_message",
+        signature="cloudevent",
+        env={"FAASLENS_ENDPOINT": udp_receiver.endpoint},
+    )
+    event = {
+        "specversion": "1.0",
+        "id": "ce-123",
+        "source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "data": {"message": {"data": "aGk="}},
+    }
+    status, _ = fn.post("/", orjson.dumps(event), {"Content-Type": "application/cloudevents+json"})
+    assert status == 200
+    (rec,) = udp_receiver.wait_records(1)
+    assert rec["faas.execution"] == "ce-123"
+    assert rec["faas.trigger.type"] == "pubsub"
+    (line,) = [ev for ev in udp_receiver.events() if ev.get("t") == "log"]
+    assert line["labels"] == {"id": "ce-123"} and line["faas.execution"] == "ce-123"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import threading
 import time
 
 from faaslens.shipper import config as _config
 from faaslens.shipper import context as _context
+from faaslens.shipper import state as _state
 from faaslens.shipper.cost import estimator_for
 from faaslens.shipper.errors import error_fields
 from faaslens.shipper.processors import RedactKeys
@@ -51,9 +51,6 @@ if TYPE_CHECKING:
     #  the function's identity fields among them, repeated on its lines)
     _Plan = tuple[dict[str, Any] | None, Estimator | None, int | None, dict[str, Any] | None]
 
-# Process start, for the init duration where /proc is not available.
-_IMPORTED_NS = time.perf_counter_ns()
-_finish_lock = threading.Lock()
 _NO_COLD = ("provisioned-concurrency", "snap-start")
 
 
@@ -64,19 +61,8 @@ class Clock:
     perf_ns = staticmethod(time.perf_counter_ns)  # monotonic, for durations
 
     def process_age_ns(self) -> int | None:
-        """Nanoseconds since this process started (Linux), else since the shipper's import."""
-        try:
-            with open("/proc/self/stat", "rb") as fh:
-                stat = fh.read()
-            start_ticks = int(stat.rsplit(b")", 1)[1].split()[19])
-            age = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - (
-                start_ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-            )
-            if age >= 0:
-                return age
-        except (OSError, ValueError, IndexError, AttributeError):
-            pass
-        return time.perf_counter_ns() - _IMPORTED_NS
+        """Nanoseconds since the process's init began (see :func:`state.init_age_ns`)."""
+        return _state.init_age_ns()
 
 
 try:
@@ -138,6 +124,7 @@ class Shipper:
         hard_max = UDP_MAX if scheme == "udp" else TCP_MAX
         datagram = _config.datagram_size(cfg, host)
         self._packer = Packer(self.src, datagram, hard_max, signer)
+        self._packer_args = (datagram, hard_max, signer)
         self._seq = itertools.count(1)
         self._log_seq = itertools.count(0)
         self._invocation_count = itertools.count()
@@ -160,6 +147,7 @@ class Shipper:
         self.disabled = cfg.disabled
         self._margin_ms = cfg.timeout_margin_ms
         self._next_seq = self._seq.__next__
+        _state.register(self)
 
     # ------------------------------------------------------------ public API
 
@@ -219,6 +207,20 @@ class Shipper:
         """Release the socket (a later send reopens it)."""
         self._transport.close()
 
+    def _renew_after_fork(self) -> None:
+        """In a forked child: a new sender (id, sequence numbers, counters) that keeps
+        nothing of the parent's socket, queued frames, pending metrics or watchdog."""
+        self.src = os.urandom(8).hex()
+        self.stats = Stats()
+        self._transport.after_fork(self.stats)
+        self._packer = Packer(self.src, *self._packer_args)
+        self._seq = itertools.count(1)
+        self._next_seq = self._seq.__next__
+        self._log_seq = itertools.count(0)
+        self._pending_metrics = MetricBuffer()
+        self._watchdog = None
+        self._rss_value = None
+
     # ------------------------------------------------------------ invocation lifecycle
 
     def _start(
@@ -269,7 +271,7 @@ class Shipper:
     ) -> None:
         end = self._perf_ns()
         try:
-            with _finish_lock:
+            with _state.finish_lock:
                 if inv.done:
                     return
                 inv.done = True
@@ -520,19 +522,15 @@ _PLAIN = _context.InvocationInfo()
 
 # ------------------------------------------------------------------ the process's shipper
 
-_default: Shipper | None = None
-_default_lock = threading.Lock()
-
 
 def get_shipper() -> Shipper:
     """The process's shipper, built from the environment on first use."""
-    global _default  # noqa: PLW0603 - the process-wide instance
-    shipper = _default
+    shipper = _state.default
     if shipper is None:
-        with _default_lock:
-            if _default is None:
-                _default = Shipper()
-            shipper = _default
+        with _state.default_lock:
+            if _state.default is None:
+                _state.default = Shipper()
+            shipper = _state.default
     return shipper
 
 
@@ -544,10 +542,9 @@ def configure(**settings: Any) -> Shipper:
     Call it at import time of the function module, before the first invocation.
     Raises :class:`shipper.config.ConfigError` on an unknown or bad setting.
     """
-    global _default
     shipper = Shipper(_config.load_config(None, **settings))
-    with _default_lock:
-        old, _default = _default, shipper
+    with _state.default_lock:
+        old, _state.default = _state.default, shipper
     if old is not None:
         old.close()
     return shipper
@@ -566,7 +563,7 @@ class _DefaultHost:
         trigger: str | None,
         execution_id: str | None,
     ) -> Invocation:
-        shipper = _default or get_shipper()
+        shipper = _state.default or get_shipper()
         inv = shipper._start(args, kwargs, name, trigger, execution_id)
         inv.owner = shipper
         return inv

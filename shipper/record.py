@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
-from contextvars import ContextVar
 
+from faaslens.shipper.state import current as _current
+from faaslens.shipper.state import current_invocation
 from faaslens.shipper.wire import (
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
@@ -45,8 +46,7 @@ if TYPE_CHECKING:
         def _finish(self, inv: Invocation, exc: BaseException | None) -> None: ...
 
 
-_current: ContextVar[Invocation | None] = ContextVar("faaslens_invocation", default=None)
-current_invocation = _current.get
+__all__ = ["Invocation", "InvocationScope", "current_invocation", "wrap_handler"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _CO_COROUTINE = 0x80

@@ -67,6 +67,9 @@ class Transport:
     def close(self) -> None:  # pragma: no cover - interface
         """Release the socket."""
 
+    def after_fork(self, stats: Stats) -> None:  # pragma: no cover - interface
+        """In a forked child: count into ``stats`` from now on; leave the parent's socket."""
+
 
 class UdpTransport(Transport):
     """One datagram per frame on a connected, non-blocking socket.
@@ -125,6 +128,12 @@ class UdpTransport(Transport):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+    def after_fork(self, stats: Stats) -> None:
+        """In a forked child: a socket of its own on the next send."""
+        self.close()  # the child's copy of the descriptor: the parent's stays open
+        self._next_try = 0.0
+        self.stats = stats
 
 
 class TcpTransport(Transport):
@@ -210,6 +219,15 @@ class TcpTransport(Transport):
                 self._sock.close()
             finally:
                 self._sock = None
+
+    def after_fork(self, stats: Stats) -> None:
+        """In a forked child: its own connection on the next send; the parent's queued
+        frames are the parent's to send."""
+        self.close()  # the child's copy of the descriptor: no FIN while the parent holds it
+        self._pending.clear()
+        self._next_try = 0.0
+        self._backoff = 0.1
+        self.stats = stats
 
 
 def make_transport(scheme: str, host: str, port: int, stats: Stats, timeout: float) -> Transport:

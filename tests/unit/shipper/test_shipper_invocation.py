@@ -362,9 +362,9 @@ def test_watchdog_does_not_keep_finished_invocations(rx: Receiver) -> None:
 
 def test_module_level_api_follows_configure(rx: Receiver) -> None:
     import faaslens
-    from faaslens.shipper import core
+    from faaslens.shipper import state
 
-    previous = core._default
+    previous = state.default
     other = Receiver()
     try:
         faaslens.configure(endpoint=rx.endpoint, service="api", environment="dev")
@@ -386,7 +386,7 @@ def test_module_level_api_follows_configure(rx: Receiver) -> None:
         assert len(other.frames()) == 1 and rx.frames() == []
         assert faaslens.stats()["frames_sent"] == 1
     finally:
-        core._default = previous
+        state.default = previous
         other.close()
 
 

@@ -35,6 +35,7 @@ from faaslens.shipper.wire import (
     Packer,
     Signer,
     dumps,
+    safe_str,
     truncate,
 )
 
@@ -390,7 +391,8 @@ class Shipper:
                     "message": message,
                 }
             if logger is not None:
-                ev["log.logger"] = logger if len(logger) <= MAX_LOGGER else logger[:MAX_LOGGER]
+                name = logger if type(logger) is str else safe_str(logger)
+                ev["log.logger"] = name if len(name) <= MAX_LOGGER else name[:MAX_LOGGER]
             if trace_id is not None:
                 ev["trace.id"] = trace_id
             if kv:

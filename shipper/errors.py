@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import os
 
-from faaslens.shipper.wire import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, truncate
+from faaslens.shipper.wire import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERROR_TYPE,
+    MAX_STACK,
+    safe_str,
+    shrink_stack,
+    truncate,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,11 +34,7 @@ def error_type(exc: BaseException) -> str:
     return name if module in ("builtins", "__main__") else f"{module}.{name}"
 
 
-def _message(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a user's __str__ that raises
-        return f"<unprintable {type(exc).__name__}>"
+_message = safe_str
 
 
 def fingerprint(exc: BaseException) -> str:
@@ -49,11 +52,13 @@ def fingerprint(exc: BaseException) -> str:
         if f.filename != _WRAPPER_FILE
     ]
     text = "|".join([error_type(exc), *frames[-FINGERPRINT_FRAMES:]])
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    # surrogatepass: a frame's file name may hold undecodable bytes (surrogateescape).
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def stack_trace(exc: BaseException) -> str:
-    """The formatted traceback (frames and source lines, never local variables)."""
+    """The formatted traceback (frames and source lines, never local variables); a long
+    one keeps its header, innermost frames and exception line (see ``wire.shrink_stack``)."""
     import traceback
 
     tb = exc.__traceback__
@@ -63,7 +68,7 @@ def stack_trace(exc: BaseException) -> str:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     except Exception:  # formatting a hostile exception must not fail the record
         text = f"{error_type(exc)}: {_message(exc)}"
-    return truncate(text, MAX_STACK)
+    return shrink_stack(text, MAX_STACK)
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from faaslens.shipper.core import get_shipper
 from faaslens.shipper.errors import exception_from
 from faaslens.shipper.record import current_invocation
+from faaslens.shipper.wire import safe_str
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,12 +54,12 @@ def _route(  # noqa: PLR0917 - hot path
     if inv is not None and levelno < inv.keep_level and not inv.deferred_max and not inv.echo:
         return  # below the shipping level with no debug buffer: nothing to do
     try:
-        message = event if type(event) is str else ("" if event is None else str(event))
+        message = event if type(event) is str else ("" if event is None else safe_str(event))
         if args:
             try:
                 message = message % args
-            except (TypeError, ValueError):  # a format mismatch must not lose the line
-                message = f"{message} {args!r}"
+            except Exception:  # a format mismatch or a raising __str__ must not lose the line
+                message = f"{message} {safe_str(args)}"
         exc = exception_from(kw.pop("exc_info")) if "exc_info" in kw else None
         ctx = logger._context
         kv = ({**ctx, **kw} if kw else ctx) if ctx else (kw or None)
@@ -185,7 +186,7 @@ def ship(logger: object, method_name: str, event_dict: MutableMapping[str, Any])
     name = ed.pop("logger", None)
     ed.pop("timestamp", None)
     exc = exception_from(ed.pop("exc_info")) if "exc_info" in ed else None
-    message = event if isinstance(event, str) else ("" if event is None else str(event))
+    message = event if isinstance(event, str) else ("" if event is None else safe_str(event))
     inv = current_invocation()
     if inv is not None and not inv.done:
         inv.add_line(levelno, level, message, name, ed or None, exc)

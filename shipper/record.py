@@ -20,6 +20,7 @@ from faaslens.shipper.wire import (
     MAX_METRIC_LABEL_VALUE,
     MAX_METRIC_LABELS,
     MAX_METRICS,
+    safe_str,
     truncate,
 )
 
@@ -121,7 +122,7 @@ def clean_metric_labels(labels: Mapping[str, object]) -> tuple[dict[str, str] | 
         if len(out) >= MAX_METRIC_LABELS or not valid_name(key):
             dropped += 1
             continue
-        text = value if type(value) is str else str(value)
+        text = value if type(value) is str else safe_str(value)
         out[key] = truncate(text, MAX_METRIC_LABEL_VALUE) if len(text) > 64 else text
     return out or None, dropped
 
@@ -223,7 +224,7 @@ class Invocation:
         if self.deferred is None:
             self.deferred = deque(maxlen=self.deferred_max)
         kv = {k: v for k, v in event_dict.items() if k not in _STRUCTLOG_OWN}
-        message = str(event_dict.get("event", ""))
+        message = safe_str(event_dict.get("event", ""))
         level = _LEVEL_NAMES.get(levelno, "info")
         line: Line = (
             next(self.seq),
@@ -250,8 +251,8 @@ class Invocation:
             labels = self.labels = {}
         if key not in labels and len(labels) >= MAX_INV_LABELS:
             return
-        text = value if type(value) is str else str(value)
-        labels[str(key)] = truncate(text, MAX_INV_LABEL_VALUE)
+        text = value if type(value) is str else safe_str(value)
+        labels[key if type(key) is str else safe_str(key)] = truncate(text, MAX_INV_LABEL_VALUE)
 
     def add_metric(
         self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None

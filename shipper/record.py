@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
 from collections import deque
+from contextvars import copy_context
 
 from faaslens.shipper.state import current as _current
 from faaslens.shipper.state import current_invocation
@@ -27,7 +29,7 @@ from faaslens.shipper.wire import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from contextvars import Token
+    from contextvars import Context, Token
     from typing import Any, Protocol
 
     from faaslens.shipper.context import InvocationInfo
@@ -287,27 +289,40 @@ def is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+def _run_in(inv: Invocation, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    _current.set(inv)
+    return fn(*args, **kwargs)
+
+
 def wrap_handler(
     host: _Host, fn: Callable[..., Any], name: str | None, trigger: str | None
 ) -> Callable[..., Any]:
-    """The instrumented handler: one record per call, the handler's outcome untouched."""
+    """The instrumented handler: one record per call, the handler's outcome untouched.
+
+    Each call runs in a copy of the caller's context (``contextvars``): what the handler
+    binds (``structlog.contextvars.bind_contextvars``, any ContextVar) ends with its
+    invocation, and what was bound before (at import time) is seen by every invocation.
+    """
     start = host._start
     finish = host._finish
-    current = _current
 
     if is_async(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            import asyncio
+
             inv = start(args, kwargs, name, trigger, None)
-            token = current.set(inv)
+            ctx = copy_context()
+            ctx.run(_current.set, inv)
             try:
-                result = await fn(*args, **kwargs)
+                # A task is the only way to await a coroutine in a context of its own.
+                result = await asyncio.get_running_loop().create_task(
+                    fn(*args, **kwargs), context=ctx
+                )
             except BaseException as exc:
-                _reset(token)
                 finish(inv, exc)
                 raise
-            _reset(token)
             finish(inv, None)
             return result
 
@@ -316,18 +331,23 @@ def wrap_handler(
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         inv = start(args, kwargs, name, trigger, None)
-        token = current.set(inv)
         try:
-            result = fn(*args, **kwargs)
+            result = copy_context().run(_run_in, inv, fn, args, kwargs)
         except BaseException as exc:
-            _reset(token)
             finish(inv, exc)
             raise
-        _reset(token)
         finish(inv, None)
         return result
 
     return wrapper
+
+
+def _restore_structlog_context(saved: Context) -> None:
+    """At the end of a ``with invocation()`` block (which cannot run in a context of its
+    own): undo what the block bound with ``structlog.contextvars``."""
+    for var, value in copy_context().items():
+        if var.name.startswith("structlog_") and saved.get(var, ...) is not value:
+            var.set(saved.get(var, ...))  # structlog's "unbound" is Ellipsis
 
 
 class InvocationScope:
@@ -344,6 +364,7 @@ class InvocationScope:
         "_inv",
         "_kwargs",
         "_name",
+        "_saved",
         "_token",
         "_trigger",
     )
@@ -365,12 +386,15 @@ class InvocationScope:
         self._execution_id = execution_id
         self._inv: Invocation | None = None
         self._token: Token[Invocation | None] | None = None
+        self._saved: Context | None = None
 
     def __enter__(self) -> Invocation:
         inv = self._host._start(
             self._args, self._kwargs, self._name, self._trigger, self._execution_id
         )
         self._inv = inv
+        if "structlog.contextvars" in sys.modules:
+            self._saved = copy_context()
         self._token = _current.set(inv)
         return inv
 
@@ -378,6 +402,9 @@ class InvocationScope:
         if self._token is not None:
             _reset(self._token)
             self._token = None
+        if self._saved is not None:
+            _restore_structlog_context(self._saved)
+            self._saved = None
         if self._inv is not None:
             self._host._finish(self._inv, exc)
             self._inv = None

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from faaslens.protocol import MAX_LOGGER, MAX_MESSAGE, TCP_MAX, UDP_MAX
 from faaslens.shipper import config as _config
 from faaslens.shipper import context as _context
 from faaslens.shipper import state as _state
@@ -27,17 +28,7 @@ from faaslens.shipper.record import (
     wrap_handler,
 )
 from faaslens.shipper.transport import Stats, Transport, make_transport
-from faaslens.shipper.wire import (
-    MAX_LOGGER,
-    MAX_MESSAGE,
-    TCP_MAX,
-    UDP_MAX,
-    Packer,
-    Signer,
-    dumps,
-    safe_str,
-    truncate,
-)
+from faaslens.shipper.wire import Packer, Signer, dumps, safe_str, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import os
 
-from faaslens.shipper.wire import (
-    MAX_ERROR_MESSAGE,
-    MAX_ERROR_TYPE,
-    MAX_STACK,
-    safe_str,
-    shrink_stack,
-    truncate,
-)
+from faaslens.protocol import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK
+from faaslens.shipper.wire import safe_str, shrink_stack, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from faaslens.protocol import LEVEL_ALIASES, LEVEL_NUMBERS, MAX_LOG_LABELS
 from faaslens.shipper.state import current_invocation
-from faaslens.shipper.wire import LOG_LABEL_BUDGET, MAX_LOG_LABELS, dumps, safe_str, truncate
+from faaslens.shipper.wire import LOG_LABEL_BUDGET, dumps, safe_str, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,16 +33,8 @@ TOO_DEEP = "[TOO DEEP]"
 # Nesting redaction walks; below it a value becomes TOO_DEEP, never its raw text.
 REDACT_DEPTH = 32
 _SCALARS = (str, int, float, bool, type(None))
-LEVELS = {
-    "debug": 10,
-    "info": 20,
-    "warning": 30,
-    "warn": 30,
-    "error": 40,
-    "exception": 40,
-    "critical": 50,
-    "fatal": 50,
-}
+# Any level name a logger may use -> its number.
+LEVELS = {alias: LEVEL_NUMBERS[name] for alias, name in LEVEL_ALIASES.items()}
 
 
 def add_invocation_context(logger: object, method_name: str, event_dict: EventDict) -> EventDict:

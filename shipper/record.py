@@ -14,17 +14,17 @@ import sys
 from collections import deque
 from contextvars import copy_context
 
-from faaslens.shipper.state import current as _current
-from faaslens.shipper.state import current_invocation
-from faaslens.shipper.wire import (
+from faaslens.protocol import (
+    LEVEL_NAMES,
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
     MAX_METRIC_LABEL_VALUE,
     MAX_METRIC_LABELS,
     MAX_METRICS,
-    safe_str,
-    truncate,
 )
+from faaslens.shipper.state import current as _current
+from faaslens.shipper.state import current_invocation
+from faaslens.shipper.wire import safe_str, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class Invocation:
             self.deferred = deque(maxlen=self.deferred_max)
         kv = {k: v for k, v in event_dict.items() if k not in _STRUCTLOG_OWN}
         message = safe_str(event_dict.get("event", ""))
-        level = _LEVEL_NAMES.get(levelno, "info")
+        level = LEVEL_NAMES.get(levelno, "info")
         line: Line = (
             next(self.seq),
             self.time_ns() // 1_000_000,
@@ -267,7 +267,6 @@ class Invocation:
 
 
 _STRUCTLOG_OWN = frozenset({"event", "level", "logger", "timestamp", "exc_info"})
-_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 
 
 def _reset(token: Token[Invocation | None]) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from faaslens.ingest.validate import Validator
+from faaslens.protocol import MARKER, UDP_MAX
 from faaslens.shipper.logs import Logger
 from faaslens.shipper.processors import TOO_DEEP, RedactKeys
-from faaslens.shipper.wire import MARKER, UDP_MAX, shrink_stack, truncate_bytes
+from faaslens.shipper.wire import shrink_stack, truncate_bytes
 from tests.unit.shipper.kit import Receiver, by_type, make_shipper, receivers
 
 LONE = b"caf\xe9.csv".decode("utf-8", "surrogateescape")  # what os.listdir gives

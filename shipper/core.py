@@ -267,7 +267,12 @@ class Shipper:
                 if inv.done:
                     return
                 inv.done = True
-            self._send_record(inv, end - inv.t0, exc, timed_out)
+            duration = end - inv.t0
+            if timed_out is not None and inv.limit_ms:
+                # The platform stops the handler at its timeout and bills all of it; the
+                # record leaves a margin earlier, so it states the full limit.
+                duration = max(duration, inv.limit_ms * 1_000_000)
+            self._send_record(inv, duration, exc, timed_out)
         except Exception:
             self.stats.internal_errors += 1
 
@@ -297,7 +302,10 @@ class Shipper:
         if rss:
             ev["faas.mem_usage"] = rss
         if est is not None:
-            priced = est.estimate(duration, memory, rss)
+            billed = duration
+            if inv.init_ns is not None and est.bills_init:
+                billed += inv.init_ns  # a cold start's init phase is billed with it
+            priced = est.estimate(billed, memory, rss)
             if priced is not None:
                 ev["faas.billed_duration"] = priced[0]
                 ev["faas.cost.gb_seconds"] = priced[1]
@@ -503,6 +511,8 @@ class Shipper:
             from faaslens.shipper.watchdog import Watchdog
 
             self._watchdog = Watchdog(self._on_timeout)
+        # Lambda timeouts are whole seconds, counted from before the handler was called.
+        inv.limit_ms = -(-left // 1000) * 1000
         margin = self._margin_ms
         self._watchdog.arm(time.monotonic() + max(left - margin, 0) / 1000.0, inv, margin)
 

@@ -148,6 +148,7 @@ class Invocation:
         "init_ns",
         "keep_level",
         "labels",
+        "limit_ms",
         "lines",
         "metrics",
         "name",
@@ -182,6 +183,7 @@ class Invocation:
         self.name: str | None = None
         self.coldstart = False
         self.init_ns: int | None = None
+        self.limit_ms = 0  # the platform's time limit, when it states one (AWS)
         self.keep_level = keep_level
         self.lines: list[Line] = []
         self.deferred: deque[Line] | None = None  # made on the first kept-aside line

@@ -66,3 +66,31 @@ def test_cloudevent_function_record(
     assert rec["faas.trigger.type"] == "pubsub"
     (line,) = [ev for ev in udp_receiver.events() if ev.get("t") == "log"]
     assert line["labels"] == {"id": "ce-123"} and line["faas.execution"] == "ce-123"
+
+
+SLOW_IMPORT_APP = """
+import time
+import faaslens
+
+time.sleep(1.0)  # a module that takes a second to import
+
+@faaslens.instrument
+def hello(request):
+    return "hi"
+"""
+
+
+def test_cold_start_counts_from_the_process_start_not_the_workers_fork(
+    gcp_runtime: Callable[..., GcpRuntime], udp_receiver: Receiver
+) -> None:
+    fn = gcp_runtime(
+        SLOW_IMPORT_APP,
+        target="hello",
+        signature="http",
+        env={"FAASLENS_ENDPOINT": udp_receiver.endpoint},
+    )
+    assert fn.post("/", b"", {"Function-Execution-Id": "e-1"}) == (200, b"hi")
+    (rec,) = udp_receiver.wait_records(1)
+    assert rec["faas.coldstart"] is True
+    # At least the import's second; at most the whole time the runtime took to come up.
+    assert 1_000_000_000 <= rec["faas.coldstart_duration"] <= 30_000_000_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from tests.runtimes import LambdaRuntime, Receiver
 
 APP = """
@@ -64,3 +66,66 @@ def test_records_match_the_runtime_reports(
     ]
     assert [ev["labels"]["n"] for ev in lines] == [0, 1, 2]
     assert {ev["faas.execution"] for ev in lines} == {"req-1"}
+
+
+SLOW_INIT_APP = """
+import time
+import faaslens
+
+time.sleep(0.3)  # a module that takes a while to import: part of the init phase
+
+@faaslens.instrument
+def handler(event, context):
+    if event.get("sleep_s"):
+        time.sleep(event["sleep_s"])
+    return "ok"
+"""
+
+# The runtime's figures and ours are taken at different points (its init starts before
+# the Python process, ours at the process's start, read from /proc at 10 ms resolution).
+INIT_TOLERANCE_MS = 60.0
+
+
+def test_cold_start_bills_the_init_phase_as_the_runtime_does(
+    lambda_runtime: Callable[..., LambdaRuntime], udp_receiver: Receiver
+) -> None:
+    fn = lambda_runtime(SLOW_INIT_APP, env={"FAASLENS_ENDPOINT": udp_receiver.endpoint})
+    assert fn.invoke({}, "cold-1")[0] == 200
+    assert fn.invoke({}, "warm-1")[0] == 200
+    cold, warm = udp_receiver.wait_records(2)
+    (init_ms,) = fn.init_reports()
+    assert init_ms >= 300
+    ours_init_ms = cold["faas.coldstart_duration"] / 1e6
+    assert abs(ours_init_ms - init_ms) <= INIT_TOLERANCE_MS, (ours_init_ms, init_ms)
+    # The emulator's cold REPORT has Duration = init + invoke and bills that.
+    report = fn.report("cold-1")
+    assert abs(cold["faas.billed_duration"] - report["Billed Duration"]) <= INIT_TOLERANCE_MS
+    assert cold["faas.cost.gb_seconds"] == pytest.approx(
+        0.5 * cold["faas.billed_duration"] / 1000, rel=1e-6
+    )
+    warm_report = fn.report("warm-1")
+    assert "faas.coldstart_duration" not in warm
+    assert warm["faas.billed_duration"] <= warm_report["Billed Duration"]
+    assert warm_report["Billed Duration"] - warm["faas.billed_duration"] <= DURATION_SLACK_MS
+
+
+def test_timeout_is_billed_to_the_limit(
+    lambda_runtime: Callable[..., LambdaRuntime], udp_receiver: Receiver
+) -> None:
+    fn = lambda_runtime(
+        SLOW_INIT_APP, env={"FAASLENS_ENDPOINT": udp_receiver.endpoint}, timeout_s=2
+    )
+    assert fn.invoke({}, "warmup")[0] == 200
+    status, body = fn.invoke({"sleep_s": 5}, "too-slow")
+    assert b"Task timed out after 2.00 seconds" in body
+    _, late = udp_receiver.wait_records(2)
+    report = fn.report("too-slow")
+    assert late["faas.execution"] == "too-slow"
+    assert late["event.outcome"] == "failure" and late["error.type"] == "faaslens.Timeout"
+    assert report["Billed Duration"] == 2000
+    assert late["faas.billed_duration"] == 2000
+    assert late["event.duration"] == 2_000_000_000
+    # The runtime was killed at the deadline; the next invocation starts a new process.
+    assert fn.invoke({}, "after")[0] == 200
+    third = udp_receiver.wait_records(3)[2]
+    assert third["faas.execution"] == "after" and third["faas.coldstart"] is True

@@ -290,10 +290,16 @@ def test_aws_invocation_record(rx: Receiver) -> None:
     assert inv["cloud.account.id"] == "123456789012"
     assert inv["faas.id"] == "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
     assert "faas.name" not in inv  # same as the resource block's
-    assert inv["faas.billed_duration"] == 1
-    assert inv["faas.cost.price_id"].startswith("aws-")
-    assert inv["faas.cost.gb_seconds"] == pytest.approx(0.5 * 0.001)
-    assert inv["faas.cost.usd"] == pytest.approx(0.2e-6 + 0.0005 * 0.0000166667)
+    # A cold start on demand bills its init phase (250 ms on FixedClock) with the 1 ms run.
+    assert inv["faas.coldstart"] is True
+    assert inv["faas.billed_duration"] == 251
+    assert inv["faas.cost.gb_seconds"] == pytest.approx(0.5 * 0.251)
+    handler({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, LambdaContext())
+    (warm,) = rx.envelopes()[0]["ev"]
+    assert warm["faas.billed_duration"] == 1
+    assert warm["faas.cost.price_id"].startswith("aws-")
+    assert warm["faas.cost.gb_seconds"] == pytest.approx(0.5 * 0.001)
+    assert warm["faas.cost.usd"] == pytest.approx(0.2e-6 + 0.0005 * 0.0000166667)
 
 
 def test_timeout_recorded_before_the_deadline(rx: Receiver) -> None:
@@ -324,6 +330,9 @@ def test_timeout_recorded_before_the_deadline(rx: Receiver) -> None:
     inv = by_type(frames, "inv")[0]
     assert inv["event.outcome"] == "failure"
     assert inv["error.type"] == "faaslens.Timeout"
+    # Lambda timeouts are whole seconds: 120 ms left at the start is a 1 s limit, which
+    # the platform bills in full although the record leaves 50 ms before it.
+    assert inv["event.duration"] == 1_000_000_000
     assert [e["message"] for e in by_type(frames, "log")] == ["working"]
     assert rx.events() == []  # the handler's late return sends nothing more: one record
     assert sh.snapshot()["timeouts"] == 1

@@ -116,7 +116,7 @@ def test_timeout_is_billed_to_the_limit(
         SLOW_INIT_APP, env={"FAASLENS_ENDPOINT": udp_receiver.endpoint}, timeout_s=2
     )
     assert fn.invoke({}, "warmup")[0] == 200
-    status, body = fn.invoke({"sleep_s": 5}, "too-slow")
+    _, body = fn.invoke({"sleep_s": 5}, "too-slow")
     assert b"Task timed out after 2.00 seconds" in body
     _, late = udp_receiver.wait_records(2)
     report = fn.report("too-slow")

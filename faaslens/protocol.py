@@ -37,6 +37,14 @@ MAX_METRICS: Final = 64
 MAX_METRIC_LABELS: Final = 5
 MAX_METRIC_LABEL_VALUE: Final = 64
 MAX_METRIC_UNIT: Final = 16
+# Observations one histogram object may stand for (``count``), and attempts of one id.
+MAX_HISTOGRAM_COUNT: Final = 1 << 31
+MAX_ATTEMPT: Final = 1000
+# Bucket upper bounds of custom histograms (prometheus_client's defaults, +Inf implied):
+# the shipper pre-aggregates observations into the same buckets the worker exposes.
+HISTOGRAM_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
 
 # Log levels: the wire names, their numbers (stdlib logging's), and the aliases
 # that loggers use for them.

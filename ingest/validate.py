@@ -96,6 +96,9 @@ INV_FIELDS: Final[dict[str, _Spec]] = {
     "faas.cost.usd": (_NUM, None),
     "faas.cost.gb_seconds": (_NUM, None),
     "faas.cost.price_id": (_STR, 64),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
+    "faas.metrics_dropped": (_UINT, _MAX_INT),
+    "http.response.status_code": (_UINT, 999),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_INV_LABELS, None),
@@ -118,6 +121,7 @@ LOG_FIELDS: Final[dict[str, _Spec]] = {
     "message": (_STR, P.MAX_MESSAGE),
     "faas.execution": (_EXEC, 128),
     "log.logger": (_STR, P.MAX_LOGGER),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_LOG_LABELS, None),
@@ -137,6 +141,7 @@ _HEX_RE: Final = {
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+
 
 @dataclass(slots=True)
 class FrameResult:

@@ -48,6 +48,7 @@ class ShipperConfig:
         "gcp_generation",
         "hmac_key",
         "hmac_key_id",
+        "http_failure_status",
         "log_level",
         "log_sample_rate",
         "max_datagram",
@@ -86,6 +87,8 @@ class ShipperConfig:
         # Record a timeout this long before the platform's deadline (AWS); 0 disables.
         self.timeout_margin_ms: int = 50
         self.tcp_timeout_s: float = 0.5
+        # An HTTP answer with this status or above makes the outcome a failure; 0: never.
+        self.http_failure_status: int = 500
         self.prices: dict[str, Any] = {}
         for key, value in values.items():
             if key not in self.__slots__:
@@ -117,8 +120,16 @@ def _coerce(key: str, raw: Any) -> Any:
             return parse_bool(raw, default=False)  # both are off unless switched on
         if key == "max_datagram" and raw in (None, ""):
             return None
-        if key in ("max_datagram", "debug_buffer", "timeout_margin_ms", "gcp_generation"):
+        if key in (
+            "max_datagram",
+            "debug_buffer",
+            "timeout_margin_ms",
+            "gcp_generation",
+            "http_failure_status",
+        ):
             value = int(raw)
+            if key == "http_failure_status" and value and not 100 <= value <= 999:
+                raise ValueError("0 (never) or an HTTP status, 100-999")
             if key == "max_datagram" and not 256 <= value <= 65_507:
                 raise ValueError("must be between 256 and 65507")
             if key == "gcp_generation" and value not in (1, 2):

@@ -437,3 +437,39 @@ def extract(
         if hasattr(arg, "event_id") and hasattr(arg, "event_type"):
             return _from_gcp_background(arg)
     return _PLAIN
+
+
+# ------------------------------------------------------------------ the handler's answer
+
+
+def http_status(result: object) -> int | None:
+    """The HTTP status a handler answered with, in its platform's shapes, else None.
+
+    AWS API Gateway / function URL / ALB proxy result ``{"statusCode": 500, ...}``;
+    Flask / functions-framework ``(body, status)`` or ``(body, status, headers)``
+    (status an int or ``"500 INTERNAL SERVER ERROR"``), a werkzeug/Flask ``Response``;
+    Azure ``func.HttpResponse``; anything else with an integer ``status_code``.
+    """
+    if type(result) is dict:
+        code: object = result.get("statusCode")
+    elif type(result) is tuple:
+        code = None
+        if 2 <= len(result) <= 3:
+            code = result[1]
+            if type(code) is str:
+                head = code.split(" ", 1)[0]
+                code = int(head) if head.isdigit() else None
+            elif type(code) is not int:  # (body, headers): the status is the body's
+                code = getattr(result[0], "status_code", None)
+    elif result is None or type(result) in (str, bytes, list, int, float, bool):
+        return None
+    else:
+        try:
+            code = getattr(result, "status_code", None)
+        except Exception:  # a foreign object's property: its failure is not ours
+            return None
+    if type(code) is str and code.isdigit():
+        code = int(code)
+    if type(code) is int and 100 <= code <= 999:
+        return code
+    return None

@@ -138,6 +138,7 @@ class Shipper:
         self._watchdog: Any = None
         self.disabled = cfg.disabled
         self._margin_ms = cfg.timeout_margin_ms
+        self._failure_status = cfg.http_failure_status
         self._next_seq = self._seq.__next__
         _state.register(self)
 
@@ -259,7 +260,12 @@ class Shipper:
             return inv
 
     def _finish(
-        self, inv: Invocation, exc: BaseException | None, *, timed_out: int | None = None
+        self,
+        inv: Invocation,
+        exc: BaseException | None,
+        result: object = None,
+        *,
+        timed_out: int | None = None,
     ) -> None:
         end = self._perf_ns()
         try:
@@ -272,14 +278,22 @@ class Shipper:
                 # The platform stops the handler at its timeout and bills all of it; the
                 # record leaves a margin earlier, so it states the full limit.
                 duration = max(duration, inv.limit_ms * 1_000_000)
-            self._send_record(inv, duration, exc, timed_out)
+            self._send_record(inv, duration, exc, timed_out, result)
         except Exception:
             self.stats.internal_errors += 1
 
     def _send_record(
-        self, inv: Invocation, duration: int, exc: BaseException | None, timed_out: int | None
+        self,
+        inv: Invocation,
+        duration: int,
+        exc: BaseException | None,
+        timed_out: int | None,
+        result: object = None,
     ) -> None:
         failed = exc is not None or timed_out is not None
+        status = None if result is None else _context.http_status(result)
+        if status is not None and self._failure_status and status >= self._failure_status:
+            failed = True  # the platform counts a 5xx answer as an error
         ev: dict[str, Any] = {
             "t": "inv",
             "faas.execution": inv.execution_id,
@@ -298,6 +312,8 @@ class Shipper:
             ev["faas.coldstart_duration"] = inv.init_ns
         if inv.trigger is not None:
             ev["faas.trigger.type"] = inv.trigger
+        if status is not None:
+            ev["http.response.status_code"] = status
         rss = self._peak_rss(duration)
         if rss:
             ev["faas.mem_usage"] = rss
@@ -571,10 +587,10 @@ class _DefaultHost:
         inv.owner = shipper
         return inv
 
-    def _finish(self, inv: Invocation, exc: BaseException | None) -> None:
+    def _finish(self, inv: Invocation, exc: BaseException | None, result: object = None) -> None:
         owner = inv.owner
         if owner is not None:
-            owner._finish(inv, exc)
+            owner._finish(inv, exc, result)
 
 
 _HOST = _DefaultHost()

@@ -46,7 +46,9 @@ if TYPE_CHECKING:
             execution_id: str | None,
         ) -> Invocation: ...
 
-        def _finish(self, inv: Invocation, exc: BaseException | None) -> None: ...
+        def _finish(
+            self, inv: Invocation, exc: BaseException | None, result: object = None
+        ) -> None: ...
 
 
 __all__ = ["Invocation", "InvocationScope", "current_invocation", "wrap_handler"]
@@ -324,7 +326,7 @@ def wrap_handler(
             except BaseException as exc:
                 finish(inv, exc)
                 raise
-            finish(inv, None)
+            finish(inv, None, result)
             return result
 
         return async_wrapper
@@ -337,7 +339,7 @@ def wrap_handler(
         except BaseException as exc:
             finish(inv, exc)
             raise
-        finish(inv, None)
+        finish(inv, None, result)
         return result
 
     return wrapper

@@ -94,3 +94,31 @@ def test_cold_start_counts_from_the_process_start_not_the_workers_fork(
     assert rec["faas.coldstart"] is True
     # At least the import's second; at most the whole time the runtime took to come up.
     assert 1_000_000_000 <= rec["faas.coldstart_duration"] <= 30_000_000_000
+
+
+ERROR_PAGE_APP = """
+import faaslens
+from flask import jsonify
+
+@faaslens.instrument
+def hello(request):
+    if request.args.get("fail"):
+        return jsonify(error="upstream down"), 500
+    return jsonify(ok=True)
+"""
+
+
+def test_a_5xx_answer_is_a_failure(
+    gcp_runtime: Callable[..., GcpRuntime], udp_receiver: Receiver
+) -> None:
+    fn = gcp_runtime(
+        ERROR_PAGE_APP,
+        target="hello",
+        signature="http",
+        env={"FAASLENS_ENDPOINT": udp_receiver.endpoint},
+    )
+    assert fn.post("/?fail=1", b"", {"Function-Execution-Id": "bad"})[0] == 500
+    assert fn.post("/", b"", {"Function-Execution-Id": "good"})[0] == 200
+    bad, good = udp_receiver.wait_records(2)
+    assert (bad["event.outcome"], bad["http.response.status_code"]) == ("failure", 500)
+    assert (good["event.outcome"], good["http.response.status_code"]) == ("success", 200)

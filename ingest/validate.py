@@ -140,7 +140,7 @@ _HEX_RE: Final = {
     32: re.compile(r"[0-9a-f]{32}").fullmatch,
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
-_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit", "count", "sum"})
 
 
 @dataclass(slots=True)
@@ -216,11 +216,31 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
             raise _Reject("wrong_type")
         if len(unit) > P.MAX_METRIC_UNIT:
             raise _Reject("too_large")
-    if len(m) > 3 + ("labels" in m) + ("unit" in m):
+    aggregated = ("count" in m) + ("sum" in m)
+    if aggregated:
+        _check_histogram_aggregate(m, kind)
+    if len(m) > 3 + ("labels" in m) + ("unit" in m) + aggregated:
         extra = [k for k in m if k not in _METRIC_KEYS]
         unknown = len(extra)
         m = {k: v for k, v in m.items() if k in _METRIC_KEYS}
     return m, unknown
+
+
+def _check_histogram_aggregate(m: dict[str, Any], kind: str) -> None:
+    """A histogram object standing for ``count`` observations summing to ``sum``."""
+    if kind != "histogram":
+        raise _Reject("bad_value")
+    count = m.get("count", 1)
+    if type(count) is not int:
+        raise _Reject("wrong_type")
+    if not 1 <= count <= P.MAX_HISTOGRAM_COUNT:
+        raise _Reject("bad_value")
+    total = m.get("sum", 0)
+    tt = type(total)
+    if tt is not int and tt is not float:
+        raise _Reject("wrong_type")
+    if tt is float and not math.isfinite(total):
+        raise _Reject("bad_value")
 
 
 def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
@@ -501,5 +521,6 @@ def _fast_decoder() -> FastDecoder:
             "metric_labels": P.MAX_METRIC_LABELS,
             "metric_label_value": P.MAX_METRIC_LABEL_VALUE,
             "metric_unit": P.MAX_METRIC_UNIT,
+            "histogram_count": P.MAX_HISTOGRAM_COUNT,
         },
     )

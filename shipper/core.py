@@ -348,7 +348,9 @@ class Shipper:
         if metrics is not None:
             if metrics.items:
                 ev["metrics"] = metrics.items
-            self.stats.dropped_metrics += metrics.dropped
+            if metrics.dropped:
+                ev["faas.metrics_dropped"] = metrics.dropped
+                self.stats.dropped_metrics += metrics.dropped
         lines = inv.lines_to_ship(failed)
         events = [ev]
         if lines:
@@ -494,11 +496,20 @@ class Shipper:
         self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
     ) -> None:
         """A custom metric update: with the current invocation, or the next one."""
+        self._metric_buffer().add(kind, name, value, labels, unit)
+
+    def drop_metric(self, n: int = 1) -> None:
+        """Count metric updates refused before buffering (bad value, label, label set):
+        sent with the current (or next) record as ``faas.metrics_dropped``."""
+        self._metric_buffer().dropped += n
+
+    def _metric_buffer(self) -> MetricBuffer:
         inv = current_invocation()
         if inv is not None and not inv.done:
-            inv.add_metric(kind, name, value, labels, unit)
-        else:
-            self._pending_metrics.add(kind, name, value, labels, unit)
+            if inv.metrics is None:
+                inv.metrics = MetricBuffer()
+            return inv.metrics
+        return self._pending_metrics
 
     def _echo_line(self, line: Line, inv: Invocation | None) -> None:
         """``FAASLENS_ECHO``: print the line as JSON on stdout too (e.g. CloudWatch)."""

@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
+from bisect import bisect_left
 from collections import deque
 from contextvars import copy_context
 
 from faaslens.protocol import (
+    HISTOGRAM_BUCKETS,
     LEVEL_NAMES,
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
@@ -71,10 +73,14 @@ def valid_name(name: object) -> bool:
 
 
 class MetricBuffer:
-    """Custom metric objects carried with one record (at most 64).
+    """Custom metric objects carried with one record, aggregated per series, so the
+    number of updates does not matter: counters summed, gauges their last value,
+    histograms as counts per bucket (the worker's buckets, ``HISTOGRAM_BUCKETS``):
+    one object per bucket used, whose ``value`` is its largest observation and, past
+    one observation, ``count`` and ``sum`` say how many and their total.
 
-    Counters with the same name and labels are summed, gauges keep their last
-    value; each histogram observation is one object, as the protocol says.
+    At most 64 objects per record; updates that would need more are dropped and
+    counted in ``dropped`` (sent as ``faas.metrics_dropped``).
     """
 
     __slots__ = ("dropped", "items", "keyed")
@@ -85,21 +91,27 @@ class MetricBuffer:
         self.dropped = 0
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.items) or self.dropped > 0
 
     def add(
         self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
     ) -> None:
         """Record one update (name, labels and value already checked)."""
-        if kind != "histogram":
-            key = (kind, name, tuple(labels.items())) if labels else (kind, name)
-            entry = self.keyed.get(key)
-            if entry is not None:
-                if kind == "counter":
-                    entry["value"] += value
-                else:
-                    entry["value"] = value
-                return
+        key: tuple[Any, ...] = (kind, name, tuple(labels.items())) if labels else (kind, name)
+        if kind == "histogram":
+            key = (*key, bisect_left(HISTOGRAM_BUCKETS, value))
+        entry = self.keyed.get(key)
+        if entry is not None:
+            if kind == "counter":
+                entry["value"] += value
+            elif kind == "gauge":
+                entry["value"] = value
+            else:
+                # The first observation is the entry's value until a second one comes.
+                entry["sum"] = entry.get("sum", entry["value"]) + value
+                entry["count"] = entry.get("count", 1) + 1
+                entry["value"] = max(entry["value"], value)  # still inside the bucket
+            return
         if len(self.items) >= MAX_METRICS:
             self.dropped += 1
             return
@@ -109,8 +121,7 @@ class MetricBuffer:
         if unit:
             entry["unit"] = unit
         self.items.append(entry)
-        if kind != "histogram":
-            self.keyed[key] = entry
+        self.keyed[key] = entry
 
 
 def clean_metric_labels(labels: Mapping[str, object]) -> tuple[dict[str, str] | None, int]:

@@ -65,9 +65,17 @@ def day_of(ts_ms: int) -> str:
     return day
 
 
-def log_doc_id(exec_id: str | None, src: str, seq: int) -> str:
-    """A log line's id: its invocation's id (else its sender's) and its sequence number."""
-    return f"{exec_id if exec_id is not None else src}-{seq}"
+def attempt_id(exec_id: str, attempt: int | None) -> str:
+    """An invocation's document id: its id, then ``~<attempt>`` for an attempt after
+    the first (platforms redeliver with the same id: each attempt is its own record)."""
+    return exec_id if attempt is None or attempt <= 1 else f"{exec_id}~{attempt}"
+
+
+def log_doc_id(exec_id: str | None, src: str, seq: int, attempt: int | None = None) -> str:
+    """A log line's id: its invocation attempt's id (else its sender's) and its sequence
+    number."""
+    owner = attempt_id(exec_id, attempt) if exec_id is not None else src
+    return f"{owner}-{seq}"
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:
@@ -91,7 +99,7 @@ def invocation_docs(res: dict[str, Any], ev: dict[str, Any], docs: list[Doc]) ->
     del merged["t"]
     metrics = merged.pop("metrics", None)
     ts: int = merged["@timestamp"]
-    exec_id: str = merged["faas.execution"]
+    exec_id = attempt_id(merged["faas.execution"], merged.get("faas.attempt"))
     day = day_of(ts)
     merged["event.dataset"] = "faas.invocation"
     merged["event.kind"] = "event"
@@ -116,7 +124,7 @@ def log_docs(
     """
     del ev["t"]
     ts: int = ev["@timestamp"]
-    doc_id = log_doc_id(ev.get("faas.execution"), src, ev["event.sequence"])
+    doc_id = log_doc_id(ev.get("faas.execution"), src, ev["event.sequence"], ev.get("faas.attempt"))
     day = day_of(ts)
     if res_json and not res.keys().isdisjoint(ev):
         # An event field overrides the resource's: merge (the rare, slower path).

@@ -29,6 +29,7 @@ from faaslens.ingest.documents import (
     day_of,
     error_source,
     invocation_docs,
+    log_doc_id,
     log_docs,
 )
 from faaslens.ingest.events import Doc
@@ -479,7 +480,13 @@ class Validator:
                 log_docs(res, res_json, to_dict(ev), src, docs)
                 continue
             exec_id = ev.f_faas_execution
-            doc_id = f"{exec_id if exec_id is not UNSET else src}-{ev.f_event_sequence}"
+            attempt = ev.f_faas_attempt
+            if exec_id is UNSET:
+                doc_id = f"{src}-{ev.f_event_sequence}"
+            elif attempt is UNSET or attempt <= 1:
+                doc_id = f"{exec_id}-{ev.f_event_sequence}"
+            else:
+                doc_id = log_doc_id(exec_id, src, ev.f_event_sequence, attempt)
             ts = ev.f__timestamp
             day = days.get(ts // MS_PER_DAY) or day_of(ts)
             # encode() gives '{"t":"log",' then the members: keep the members only.

@@ -62,7 +62,15 @@ _AZURE_BINDINGS = {
 class InvocationInfo:
     """What the handler's arguments say about one invocation."""
 
-    __slots__ = ("execution_id", "fields", "remaining_ms", "span_id", "trace_id", "trigger")
+    __slots__ = (
+        "attempt",
+        "execution_id",
+        "fields",
+        "remaining_ms",
+        "span_id",
+        "trace_id",
+        "trigger",
+    )
 
     def __init__(  # noqa: PLR0917 - built on the hot path
         self,
@@ -81,6 +89,8 @@ class InvocationInfo:
         self.fields = fields
         # AWS: context.get_remaining_time_in_millis, for the timeout watchdog.
         self.remaining_ms = remaining_ms
+        # The attempt number when the platform states it (Azure's retry_context).
+        self.attempt: int | None = None
 
 
 def new_execution_id() -> str:
@@ -352,6 +362,9 @@ def _from_azure(ctx: object, args: tuple[object, ...], env: Mapping[str, str]) -
         # OTel: Azure's faas.name is "<function app>/<function>".
         fields["faas.name"] = f"{site}/{function}" if site else str(function)
     info.fields = fields
+    retry_count = getattr(getattr(ctx, "retry_context", None), "retry_count", None)
+    if type(retry_count) is int and retry_count >= 0:
+        info.attempt = retry_count + 1
     trace_context = getattr(ctx, "trace_context", None)
     tp = parse_traceparent(getattr(trace_context, "trace_parent", None))
     if tp is not None:

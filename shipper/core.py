@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from faaslens.protocol import MAX_LOGGER, MAX_MESSAGE, TCP_MAX, UDP_MAX
+from faaslens.protocol import MAX_ATTEMPT, MAX_LOGGER, MAX_MESSAGE, TCP_MAX, UDP_MAX
 from faaslens.shipper import config as _config
 from faaslens.shipper import context as _context
 from faaslens.shipper import state as _state
@@ -120,6 +120,8 @@ class Shipper:
         self._seq = itertools.count(1)
         self._log_seq = itertools.count(0)
         self._invocation_count = itertools.count()
+        # Recent platform ids -> attempts seen in this process (redeliveries reuse an id).
+        self._attempts: dict[str, int] = {}
         self.redact = RedactKeys(cfg.redact_keys)
         res = dict(resource) if resource is not None else _context.resource_from_env(self._env, cfg)
         self.resource = res
@@ -227,7 +229,12 @@ class Shipper:
         try:
             start_ms = self._time_ns() // 1_000_000
             info = _context.extract(args, kwargs, self._env) if (args or kwargs) else _PLAIN
-            exec_id = execution_id or info.execution_id or self._new_id()
+            exec_id = execution_id or info.execution_id
+            attempt = 1
+            if exec_id is None:
+                exec_id = self._new_id()
+            else:
+                attempt = self._attempt_of(exec_id, info.attempt)
             if self._rate >= 1.0:
                 keep = self._min_level
             else:
@@ -241,6 +248,7 @@ class Shipper:
                 exec_id, start_ms, 0, info, keep, self._deferred_max, self._time_ns, self._echo
             )
             inv.name = name
+            inv.attempt = attempt
             if trigger is not None:
                 inv.trigger = trigger
             if next(self._invocation_count) == 0 and not self._no_cold:
@@ -258,6 +266,19 @@ class Shipper:
             inv = Invocation(execution_id or "unknown", 0, 0, _PLAIN, 100, 0, self._time_ns)
             inv.done = True  # a placeholder: nothing will be sent for it
             return inv
+
+    def _attempt_of(self, exec_id: str, stated: int | None) -> int:
+        """This invocation's attempt number: one more than this process has seen with the
+        same id (of its last 1,024 ids), or what the platform states if that is more."""
+        seen = self._attempts
+        attempt = seen.get(exec_id, 0) + 1
+        if stated is not None and stated > attempt:
+            attempt = stated
+        attempt = min(attempt, MAX_ATTEMPT)
+        seen[exec_id] = attempt
+        if len(seen) > 1024:
+            del seen[next(iter(seen))]  # the oldest id
+        return attempt
 
     def _finish(
         self,
@@ -302,6 +323,8 @@ class Shipper:
             "event.outcome": "failure" if failed else "success",
             "faas.coldstart": inv.coldstart,
         }
+        if inv.attempt > 1:
+            ev["faas.attempt"] = inv.attempt
         diff, est, memory, ident = self._plan(inv.info.fields)
         if diff:
             ev.update(diff)
@@ -354,6 +377,12 @@ class Shipper:
         lines = inv.lines_to_ship(failed)
         events = [ev]
         if lines:
+            if inv.attempt > 1:  # the lines of each attempt keep ids of their own
+                ident = (
+                    {**ident, "faas.attempt": inv.attempt}
+                    if ident
+                    else {"faas.attempt": inv.attempt}
+                )
             self._line_events(lines, inv.execution_id, trace_id, events, ident)
         if failed and inv.deferred is not None:
             # The debug buffer is bounded: older kept-aside lines were pushed out.

@@ -150,6 +150,7 @@ class Invocation:
     """
 
     __slots__ = (
+        "attempt",
         "coldstart",
         "deferred",
         "deferred_max",
@@ -195,6 +196,7 @@ class Invocation:
         self.trigger = info.trigger
         self.name: str | None = None
         self.coldstart = False
+        self.attempt = 1  # > 1: the platform delivered this id before
         self.init_ns: int | None = None
         self.limit_ms = 0  # the platform's time limit, when it states one (AWS)
         self.keep_level = keep_level

@@ -17,6 +17,8 @@ Json = dict[str, Any]
 
 #: At most this many log lines are returned for one invocation.
 MAX_LOG_LINES = 10_000
+# Attempts of one invocation id shown by a lookup (the protocol allows up to 1,000).
+MAX_ATTEMPTS = 100
 #: Fields of an invocation record shown in listings (the full record is in the lookup).
 LIST_FIELDS = (
     "@timestamp",
@@ -44,9 +46,11 @@ class InvocationView:
     """Everything recorded about one invocation."""
 
     invocation_id: str
-    record: Json | None
-    logs: list[Json] = field(default_factory=list)
+    record: Json | None  # the latest attempt's
+    logs: list[Json] = field(default_factory=list)  # every attempt's, attempt by attempt
     errors: list[Json] = field(default_factory=list)
+    # Every attempt's record (platforms redeliver with the same id), first to last.
+    attempts: list[Json] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -56,6 +60,7 @@ class InvocationView:
         return {
             "invocation_id": self.invocation_id,
             "invocation": self.record,
+            "attempts": self.attempts,
             "logs": self.logs,
             "errors": self.errors,
         }
@@ -116,12 +121,20 @@ def invocation_searches(prefix: str, invocation_id: str) -> list[Json]:
     by_id = {"bool": {"filter": [{"term": {"faas.execution": invocation_id}}]}}
     return [
         {"index": f"{prefix}-invocations-*", "ignore_unavailable": True},
-        {"query": by_id, "size": 1},
+        {
+            "query": by_id,
+            "size": MAX_ATTEMPTS,
+            "sort": [
+                {"faas.attempt": {"order": "asc", "unmapped_type": "long", "missing": "_first"}},
+                {"@timestamp": {"order": "asc"}},
+            ],
+        },
         {"index": f"{prefix}-logs-*", "ignore_unavailable": True},
         {
             "query": by_id,
             "size": MAX_LOG_LINES,
             "sort": [
+                {"faas.attempt": {"order": "asc", "unmapped_type": "long", "missing": "_first"}},
                 {"event.sequence": {"order": "asc", "unmapped_type": "long"}},
                 {"@timestamp": {"order": "asc", "unmapped_type": "date"}},
             ],
@@ -299,7 +312,8 @@ class QueryClient:
         records = _sources(responses[0])
         return InvocationView(
             invocation_id=invocation_id,
-            record=records[0] if records else None,
+            record=records[-1] if records else None,
+            attempts=records,
             logs=_sources(responses[1]),
             errors=_sources(responses[2]),
         )

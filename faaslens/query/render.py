@@ -114,6 +114,13 @@ def invocation_view(view: InvocationView, width: int | None = None) -> str:
             parts.append(f"{'labels'.ljust(8)}  {one_line(view.record['labels'])}")
         if stack:
             parts += ["", "stack trace:", str(stack).rstrip()]
+        if len(view.attempts) > 1:
+            parts += ["", f"attempts ({len(view.attempts)}; the latest shown above)"]
+            parts += [
+                f"  {one_line(a.get('faas.attempt', 1))}  {format_ms(a.get('@timestamp'))}  "
+                f"{one_line(a.get('event.outcome'))}  {one_line(a.get('error.type', ''))}"
+                for a in view.attempts
+            ]
     parts += ["", f"logs ({len(view.logs)} lines)"]
     if view.logs:
         rows = [

@@ -248,6 +248,27 @@ def shipper_frames() -> dict[str, bytes]:
         sh.instrument(_compiled()["flaky_handler"], name="worker")(log)
     (out["shipper_debug_buffer_on_failure"],) = cap.frames
 
+    # A redelivered id (attempt 2) answering HTTP 500 without raising: metric updates
+    # aggregated per series (histogram observations counted per bucket), one dropped.
+    sh, cap = _shipper()
+    log = Logger("retry", shipper=sh)
+    latency = Histogram("latency", unit="s", shipper=sh)
+    calls = Counter("upstream_calls", shipper=sh)
+
+    @sh.instrument
+    def retried(event: Any, context: Any) -> Any:
+        log.info("calling upstream")
+        for seconds in (0.02, 0.03, 0.04, 0.3):
+            latency.observe(seconds)
+        calls.inc()
+        calls.inc(2)
+        calls.inc(-1)  # dropped: a counter only goes up
+        return {"statusCode": 500, "body": "upstream down"}
+
+    retried({"httpMethod": "GET", "requestContext": {}}, _LambdaContext())
+    retried({"httpMethod": "GET", "requestContext": {}}, _LambdaContext())
+    out["shipper_retry_attempt"] = cap.frames[1]
+
     # Over-long message cut by the shipper to the protocol limit.
     sh, cap = _shipper(max_datagram=65_000)
     with sh.invocation(execution_id="long-0001"):
@@ -359,8 +380,11 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
         del merged["t"]
         merged.pop("metrics", None)
         day = _day(merged["@timestamp"])
+        attempt = merged.get("faas.attempt", 1)
         if ev["t"] == "inv":
             doc_id = merged["faas.execution"]
+            if attempt > 1:
+                doc_id = f"{doc_id}~{attempt}"
             merged["event.dataset"] = "faas.invocation"
             merged["event.kind"] = "event"
             merged["event.start"] = merged["@timestamp"]
@@ -376,6 +400,8 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                 )
         else:
             owner = merged.get("faas.execution", env["src"])
+            if attempt > 1 and "faas.execution" in merged:
+                owner = f"{owner}~{attempt}"
             doc_id = f"{owner}-{merged['event.sequence']}"
             merged["event.dataset"] = "faas.log"
             merged["event.kind"] = "event"

@@ -420,3 +420,42 @@ def test_thread_without_context_logs_outside(rx: Receiver) -> None:
     assert outside["ev"][0]["message"] == "from a plain thread"
     assert "faas.execution" not in outside["ev"][0]
     assert [e["message"] for e in by_type(record["ev"], "log")] == ["from a copied context"]
+
+
+def test_redelivered_ids_are_numbered_attempts(rx: Receiver) -> None:
+    sh = make_shipper(rx)
+    log = Logger("r", shipper=sh)
+
+    @sh.instrument
+    def handler(event: Any, context: Any) -> None:
+        log.info("try")
+
+    for _ in range(3):
+        handler({}, LambdaContext(request_id="same-id"))
+    handler({}, LambdaContext(request_id="other-id"))
+    events = rx.events()
+    records = by_type(events, "inv")
+    assert [(r["faas.execution"], r.get("faas.attempt", 1)) for r in records] == [
+        ("same-id", 1),
+        ("same-id", 2),
+        ("same-id", 3),
+        ("other-id", 1),
+    ]
+    # The lines of each attempt carry it, so their documents do not collide.
+    assert [e.get("faas.attempt", 1) for e in by_type(events, "log")] == [1, 2, 3, 1]
+
+
+def test_azure_retry_context_states_the_attempt(rx: Receiver) -> None:
+    from tests.unit.shipper.kit import AzureContext
+
+    sh = make_shipper(rx)
+    ctx = AzureContext("az-1", "Queue1")
+
+    class Retry:
+        retry_count = 2
+        max_retry_count = 5
+
+    ctx.retry_context = Retry()  # type: ignore[assignment]
+    sh.instrument(lambda msg, context: None)(object(), ctx)
+    (rec,) = by_type(rx.events(), "inv")
+    assert rec["faas.attempt"] == 3

@@ -101,7 +101,7 @@ def rx() -> Iterator[Receiver]:
     depth=st.integers(0, 45),
     in_list=st.booleans(),
 )
-def test_any_user_input_gives_one_whole_record(
+def test_any_user_input_gives_one_whole_record(  # noqa: PLR0917 - hypothesis passes them
     rx: Receiver,
     message: Any,
     kv: dict[Any, Any],

@@ -144,7 +144,6 @@ _HEX_RE: Final = {
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit", "count", "sum"})
 
 
-
 @dataclass(slots=True)
 class FrameResult:
     """What one frame became."""

@@ -120,8 +120,9 @@ class Shipper:
         self._seq = itertools.count(1)
         self._log_seq = itertools.count(0)
         self._invocation_count = itertools.count()
-        # Recent platform ids -> attempts seen in this process (redeliveries reuse an id).
-        self._attempts: dict[str, int] = {}
+        # Ids of recent failed attempts -> their attempt (a redelivery reuses the id).
+        self._failed: dict[str, int] = {}
+        self._failed_old: dict[str, int] = {}
         self.redact = RedactKeys(cfg.redact_keys)
         res = dict(resource) if resource is not None else _context.resource_from_env(self._env, cfg)
         self.resource = res
@@ -233,7 +234,9 @@ class Shipper:
             attempt = 1
             if exec_id is None:
                 exec_id = self._new_id()
-            else:
+            elif info.attempt or (
+                self._failed and (exec_id in self._failed or exec_id in self._failed_old)
+            ):
                 attempt = self._attempt_of(exec_id, info.attempt)
             if self._rate >= 1.0:
                 keep = self._min_level
@@ -268,17 +271,22 @@ class Shipper:
             return inv
 
     def _attempt_of(self, exec_id: str, stated: int | None) -> int:
-        """This invocation's attempt number: one more than this process has seen with the
-        same id (of its last 1,024 ids), or what the platform states if that is more."""
-        seen = self._attempts
-        attempt = seen.get(exec_id, 0) + 1
+        """The attempt number of an id seen failing in this process, or stated by the
+        platform: one more than the last failed attempt, or the stated one if more."""
+        before = self._failed.get(exec_id) or self._failed_old.get(exec_id, 0)
+        attempt = before + 1
         if stated is not None and stated > attempt:
             attempt = stated
-        attempt = min(attempt, MAX_ATTEMPT)
-        seen[exec_id] = attempt
-        if len(seen) > 1024:
-            del seen[next(iter(seen))]  # the oldest id
-        return attempt
+        return min(attempt, MAX_ATTEMPT)
+
+    def _note_failed(self, inv: Invocation) -> None:
+        """Remember a failed attempt's id: platforms redeliver after a failure (AWS async
+        retries, Pub/Sub, Azure retries). Two generations of 1,024 ids: O(1) eviction."""
+        failed = self._failed
+        if len(failed) >= 1024 and inv.execution_id not in failed:
+            self._failed_old = failed
+            self._failed = failed = {}
+        failed[inv.execution_id] = inv.attempt
 
     def _finish(
         self,
@@ -312,7 +320,7 @@ class Shipper:
         result: object = None,
     ) -> None:
         failed = exc is not None or timed_out is not None
-        status = None if result is None else _context.http_status(result)
+        status = None if type(result) in _NO_STATUS else _context.http_status(result)
         if status is not None and self._failure_status and status >= self._failure_status:
             failed = True  # the platform counts a 5xx answer as an error
         ev: dict[str, Any] = {
@@ -325,6 +333,8 @@ class Shipper:
         }
         if inv.attempt > 1:
             ev["faas.attempt"] = inv.attempt
+        if failed or inv.attempt > 1:
+            self._note_failed(inv)  # a later delivery of this id is the next attempt
         diff, est, memory, ident = self._plan(inv.info.fields)
         if diff:
             ev.update(diff)
@@ -577,6 +587,8 @@ class Shipper:
 
 
 _PLAIN = _context.InvocationInfo()
+# Results that cannot carry an HTTP status: skipped without a call.
+_NO_STATUS = frozenset({type(None), int, float, bool, str, bytes, list})
 
 
 # ------------------------------------------------------------------ the process's shipper

@@ -305,6 +305,9 @@ def is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+_STRUCTLOG_CONTEXTVARS = "structlog.contextvars"
+
+
 def _run_in(inv: Invocation, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     _current.set(inv)
     return fn(*args, **kwargs)
@@ -315,10 +318,13 @@ def wrap_handler(
 ) -> Callable[..., Any]:
     """The instrumented handler: one record per call, the handler's outcome untouched.
 
-    Each call runs in a copy of the caller's context (``contextvars``): what the handler
-    binds (``structlog.contextvars.bind_contextvars``, any ContextVar) ends with its
-    invocation, and what was bound before (at import time) is seen by every invocation.
+    Once the application uses ``structlog.contextvars``, each call runs in a copy of
+    the caller's context: what the handler binds (``bind_contextvars``, or any other
+    ContextVar it sets) ends with its invocation, and what was bound before (at import
+    time) is seen by every invocation. Without it a call sets and resets only the
+    current invocation (~0.3 us cheaper: the hot path of most functions).
     """
+    modules = sys.modules
     start = host._start
     finish = host._finish
 
@@ -347,11 +353,21 @@ def wrap_handler(
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         inv = start(args, kwargs, name, trigger, None)
-        try:
-            result = copy_context().run(_run_in, inv, fn, args, kwargs)
-        except BaseException as exc:
-            finish(inv, exc)
-            raise
+        if _STRUCTLOG_CONTEXTVARS in modules:
+            try:
+                result = copy_context().run(_run_in, inv, fn, args, kwargs)
+            except BaseException as exc:
+                finish(inv, exc)
+                raise
+        else:
+            token = _current.set(inv)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                _reset(token)
+                finish(inv, exc)
+                raise
+            _reset(token)
         finish(inv, None, result)
         return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -426,23 +427,30 @@ def test_redelivered_ids_are_numbered_attempts(rx: Receiver) -> None:
     sh = make_shipper(rx)
     log = Logger("r", shipper=sh)
 
+    outcomes = iter([True, True, False, False, False])
+
     @sh.instrument
     def handler(event: Any, context: Any) -> None:
         log.info("try")
+        if next(outcomes):
+            raise ConnectionError("retry me")
 
-    for _ in range(3):
-        handler({}, LambdaContext(request_id="same-id"))
-    handler({}, LambdaContext(request_id="other-id"))
+    for request_id in ("same-id", "same-id", "same-id", "other-id", "same-id"):
+        with contextlib.suppress(ConnectionError):
+            handler({}, LambdaContext(request_id=request_id))
     events = rx.events()
     records = by_type(events, "inv")
+    # Platforms redeliver after a failure; a delivery after the id succeeded (an
+    # at-least-once duplicate) is numbered too, so no two records share document ids.
     assert [(r["faas.execution"], r.get("faas.attempt", 1)) for r in records] == [
         ("same-id", 1),
         ("same-id", 2),
         ("same-id", 3),
         ("other-id", 1),
+        ("same-id", 4),
     ]
     # The lines of each attempt carry it, so their documents do not collide.
-    assert [e.get("faas.attempt", 1) for e in by_type(events, "log")] == [1, 2, 3, 1]
+    assert [e.get("faas.attempt", 1) for e in by_type(events, "log")] == [1, 2, 3, 1, 4]
 
 
 def test_azure_retry_context_states_the_attempt(rx: Receiver) -> None:

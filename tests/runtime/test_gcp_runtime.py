@@ -122,3 +122,29 @@ def test_a_5xx_answer_is_a_failure(
     bad, good = udp_receiver.wait_records(2)
     assert (bad["event.outcome"], bad["http.response.status_code"]) == ("failure", 500)
     assert (good["event.outcome"], good["http.response.status_code"]) == ("success", 200)
+
+
+def test_preforked_workers_send_as_distinct_senders(
+    gcp_runtime: Callable[..., GcpRuntime], udp_receiver: Receiver
+) -> None:
+    """gunicorn forks its workers after the module (and its shipper) was loaded: each
+    worker must be a sender of its own, or the worker's loss accounting misfires."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fn = gcp_runtime(
+        HTTP_APP,
+        target="hello",
+        signature="http",
+        env={"FAASLENS_ENDPOINT": udp_receiver.endpoint, "WORKERS": "3", "THREADS": "1"},
+    )
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(lambda i: fn.post("/", b"", {"Function-Execution-Id": f"p-{i}"}), range(24))
+        )
+    assert all(status == 200 for status, _ in answers)
+    udp_receiver.wait_records(24)
+    seen = [(env["src"], env["seq"]) for env in udp_receiver.envelopes]
+    assert len(seen) == len(set(seen))  # no sequence number sent twice by one sender id
+    for src in {s for s, _ in seen}:
+        seqs = sorted(q for s, q in seen if s == src)
+        assert seqs == list(range(1, len(seqs) + 1))

@@ -232,7 +232,7 @@ class Shipper:
             info = _context.extract(args, kwargs, self._env) if (args or kwargs) else _PLAIN
             exec_id = execution_id or info.execution_id
             attempt = 1
-            if exec_id is None:
+            if not exec_id:  # none, or an empty one the protocol would refuse
                 exec_id = self._new_id()
             elif info.attempt or (
                 self._failed and (exec_id in self._failed or exec_id in self._failed_old)
@@ -320,7 +320,12 @@ class Shipper:
         result: object = None,
     ) -> None:
         failed = exc is not None or timed_out is not None
-        status = None if type(result) in _NO_STATUS else _context.http_status(result)
+        # Only an HTTP function's answer is one: a job may return an upstream's response.
+        status = (
+            None
+            if inv.trigger != "http" or type(result) in _NO_STATUS
+            else _context.http_status(result)
+        )
         if status is not None and self._failure_status and status >= self._failure_status:
             failed = True  # the platform counts a 5xx answer as an error
         ev: dict[str, Any] = {

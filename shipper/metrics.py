@@ -52,6 +52,10 @@ class _Metric:
             if dropped:
                 shipper.drop_metric(dropped)
             if clean:
+                redact = shipper.redact
+                for label in clean:
+                    if redact.sensitive(label):
+                        clean[label] = redact.replacement
                 key = tuple(clean.items())
                 if key not in self._label_sets:
                     if len(self._label_sets) >= MAX_LABEL_SETS:

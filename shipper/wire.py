@@ -164,6 +164,18 @@ def dumps(obj: object) -> bytes:
     return data
 
 
+def _shrink_labels(labels: Any, excess: int) -> Any:
+    """Labels ``excess`` bytes smaller: their longest string value cut on a UTF-8
+    boundary; when the bulk is not one string, a marker in place of them all."""
+    if type(labels) is dict:
+        sizes = {k: utf8_size(v) for k, v in labels.items() if type(v) is str}
+        longest = max(sizes, key=sizes.__getitem__, default=None)
+        if longest is not None and sizes[longest] - _MARKER_BYTES > excess:
+            cut = truncate_bytes(labels[longest], sizes[longest] - excess - 16)
+            return {**labels, longest: cut}
+    return {"_dropped": "labels too large for one frame"}
+
+
 class Signer:
     """HMAC-SHA256 signing: ``s1 <key-id> <hex> <json>``."""
 
@@ -257,7 +269,7 @@ class Packer:
             sizes = {k: utf8_size(v) for k, v in ev.items() if type(v) is str}
             longest = max(sizes, key=sizes.__getitem__, default=None)
             if "labels" in ev and (longest is None or len(dumps(ev["labels"])) > sizes[longest]):
-                ev["labels"] = {"_dropped": "labels too large for one frame"}
+                ev["labels"] = _shrink_labels(ev["labels"], len(data) - budget)
             elif longest is not None and sizes[longest] > _MARKER_BYTES:
                 # JSON escapes make the text longer on the wire than in UTF-8: cut a
                 # little more than the excess; the loop takes another pass if needed.

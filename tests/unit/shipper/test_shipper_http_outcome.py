@@ -64,7 +64,7 @@ def test_status_and_outcome(rx: Receiver, what: str, answer: Any, status: int | 
 def test_failure_status_is_configurable(rx: Receiver, setting: int, outcome: str) -> None:
     sh = make_shipper(rx, http_failure_status=setting)
 
-    @sh.instrument(name="api")
+    @sh.instrument(name="api", trigger="http")
     def handler() -> Any:
         return {"statusCode": 500 if setting != 400 else 404}
 

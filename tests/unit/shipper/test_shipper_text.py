@@ -173,3 +173,41 @@ def test_past_the_depth_budget_a_value_is_a_marker() -> None:
     out = RedactKeys(["password"])(None, "info", {"v": value})
     text = repr(out)
     assert "p-secret" not in text and TOO_DEEP in text
+
+
+def test_huge_label_value_is_cut_not_the_labels_dropped(rx: Receiver) -> None:
+    sh = make_shipper(rx)
+
+    @sh.instrument(name="f")
+    def handler() -> None:
+        Logger(shipper=sh).info("upload", name="report.csv", body="中" * 40_000)
+
+    handler()
+    frames = rx.frames()
+    assert all(len(f) <= UDP_MAX for f in frames)
+    _valid(frames)
+    import orjson
+
+    (line,) = by_type([ev for f in frames for ev in orjson.loads(f)["ev"]], "log")
+    assert line["labels"]["name"] == "report.csv"
+    assert line["labels"]["body"].endswith(MARKER) and len(line["labels"]["body"]) > 15_000
+
+
+def test_metric_labels_are_redacted(rx: Receiver) -> None:
+    from faaslens.shipper.metrics import Counter
+
+    sh = make_shipper(rx)
+    with sh.invocation():
+        Counter("calls", shipper=sh).inc(api_key="k-secret", region="eu")
+    (inv,) = rx.events()
+    assert inv["metrics"][0]["labels"] == {"api_key": "[REDACTED]", "region": "eu"}
+
+
+def test_empty_platform_id_gets_a_generated_one(rx: Receiver) -> None:
+    from tests.unit.shipper.kit import LambdaContext
+
+    sh = make_shipper(rx)
+    sh.instrument(lambda event, context: None)({}, LambdaContext(request_id=""))
+    (frame,) = rx.frames()
+    (inv,) = _valid([frame])
+    assert inv["faas.execution"]

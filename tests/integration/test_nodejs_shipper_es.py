@@ -125,7 +125,10 @@ const context = {
 };
 const done = (result) => process.stdout.write(JSON.stringify(result));
 if (name === "callbackHandler") {
-  f.callbackHandler({ httpMethod: "GET" }, context, (err, result) => { if (err) throw err; done(result); });
+  f.callbackHandler({ httpMethod: "GET" }, context, (err, result) => {
+    if (err) throw err;
+    done(result);
+  });
 } else {
   f.lambdaHandler({ httpMethod: "GET" }, context).then(done);
 }
@@ -199,9 +202,11 @@ async def test_functions_framework_http_function(
 ) -> None:
     port = _free_port()
     ff = NODEJS / "node_modules" / ".bin" / "functions-framework"
+    env = _node_env(
+        worker, FUNCTION_TARGET="hello", FUNCTION_REGION="europe-west1", FUNCTION_MEMORY_MB="256"
+    )
     proc = await asyncio.create_subprocess_exec(
-        str(ff), "--target=hello", f"--source={FUNCTIONS}", f"--port={port}",
-        env=_node_env(worker, FUNCTION_TARGET="hello", FUNCTION_REGION="europe-west1", FUNCTION_MEMORY_MB="256"),
+        str(ff), "--target=hello", f"--source={FUNCTIONS}", f"--port={port}", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     processes.append(proc)

@@ -5,8 +5,8 @@ user would (configured by ``FAASLENS_*``). Each invocation is then found by
 ``faaslens query invocation <id>`` with its lines in order: called directly with
 Lambda-shaped arguments (async and callback handlers), under
 ``@google-cloud/functions-framework``, and under the AWS Lambda Runtime Interface
-Emulator with the NodeJS runtime interface client (npm ``aws-lambda-ric``) where that
-client is installed (scripts/build-lambda-ric).
+Emulator (built by scripts/build-rie) running the NodeJS runtime interface client, npm
+``aws-lambda-ric`` (built by scripts/build-lambda-ric).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -70,22 +70,26 @@ def _node_env(worker: Worker, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _run(*argv: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
+async def _run(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 60, ok: tuple[int, ...] = (0,)
+) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode == 0, f"{argv[:3]} -> {proc.returncode}: {err.decode()[-2000:]}"
-    return out.decode()
+    code = proc.returncode or 0
+    assert code in ok, f"{argv[:3]} -> {code}: {err.decode()[-2000:]}"
+    return code, out.decode()
 
 
 async def _query(es_url: str, prefix: str, exec_id: str) -> Any:
-    """``faaslens query invocation <id> --json``, as a user runs it."""
-    out = await _run(
+    """``faaslens query invocation <id> --json``, as a user runs it; None while not found
+    (exit status 1)."""
+    code, out = await _run(
         sys.executable, "-m", "faaslens.cli", "query", "invocation", exec_id, "--json",
-        "--es-url", es_url, "--index-prefix", prefix,
+        "--es-url", es_url, "--index-prefix", prefix, ok=(0, 1),
     )  # fmt: skip
-    return json.loads(out)
+    return json.loads(out) if code == 0 else None
 
 
 async def _found(es_url: str, prefix: str, exec_id: str) -> Any:
@@ -93,6 +97,8 @@ async def _found(es_url: str, prefix: str, exec_id: str) -> Any:
 
     async def probe() -> Any:
         view = await _query(es_url, prefix, exec_id)
+        if view is None:
+            return None
         complete = view["invocation"] is not None and len(view["logs"]) == LINES
         return view if complete else None
 
@@ -140,7 +146,7 @@ async def test_lambda_handler_found_by_id_with_lines_in_order(
     node_package: Path, worker: Worker, es_url: str, es_prefix: str, handler: str
 ) -> None:
     exec_id = f"node-{uuid.uuid4()}"
-    out = await _run(
+    _, out = await _run(
         "node", "-e", _LAMBDA_DRIVER, str(FUNCTIONS), handler, exec_id, env=_node_env(worker)
     )
     assert json.loads(out)["requestId"] == exec_id
@@ -184,13 +190,14 @@ async def _listening(port: int, proc: asyncio.subprocess.Process, what: str) -> 
 
 
 @pytest.fixture
-def processes() -> Iterator[list[asyncio.subprocess.Process]]:
-    """Processes a test starts; ended (by their own pid) when it is over."""
+async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """Processes a test starts; ended (by their own pid) and reaped when it is over."""
     started: list[asyncio.subprocess.Process] = []
     yield started
     for proc in started:
         if proc.returncode is None:
             proc.kill()
+        await proc.wait()
 
 
 async def test_functions_framework_http_function(
@@ -207,7 +214,7 @@ async def test_functions_framework_http_function(
     )
     proc = await asyncio.create_subprocess_exec(
         str(ff), "--target=hello", f"--source={FUNCTIONS}", f"--port={port}", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     processes.append(proc)
     await _listening(port, proc, "functions-framework")
@@ -217,3 +224,44 @@ async def test_functions_framework_http_function(
     view = await _found(es_url, es_prefix, exec_id)
     _check(view, exec_id, "gcp", "http")
     assert view["invocation"]["faas.cost.price_id"] == "gcp-gen2-tier1-2025-01"
+
+
+def _built(script: str) -> Path:
+    """A tool a project script builds once and caches under ~/.cache/faaslens."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / script)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"scripts/{script} failed:\n{done.stderr[-3000:]}"
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+# The first build of the runtime interface client (native curl and aws-lambda-cpp) takes
+# minutes on 2 cores; later runs reuse it.
+@pytest.mark.timeout(900)
+async def test_lambda_runtime_interface_emulator_with_the_nodejs_ric(
+    node_package: Path,
+    worker: Worker,
+    es_url: str,
+    es_prefix: str,
+    processes: list[asyncio.subprocess.Process],
+) -> None:
+    rie = await asyncio.to_thread(_built, "build-rie")
+    ric = await asyncio.to_thread(_built, "build-lambda-ric")
+    port, api_port = _free_port(), _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(rie),
+        f"--runtime-interface-emulator-address=127.0.0.1:{port}",
+        f"--runtime-api-address=127.0.0.1:{api_port}",
+        str(ric), "functions.lambdaHandler",
+        cwd=str(FUNCTIONS.parent), env=_node_env(worker),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    processes.append(proc)
+    await _listening(port, proc, "the Lambda Runtime Interface Emulator")
+    url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
+    status, text = await _http(url, {"Content-Type": "application/json"}, b'{"httpMethod": "GET"}')
+    assert status == 200
+    exec_id = json.loads(text)["requestId"]
+    view = await _found(es_url, es_prefix, exec_id)
+    _check(view, exec_id, "aws", "http")
+    assert view["invocation"]["faas.coldstart"] is True

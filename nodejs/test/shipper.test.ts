@@ -7,6 +7,9 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { test } from "node:test";
 import { HttpRequest, InvocationContext } from "@azure/functions";
 import { Shipper, azure, counter, gcpCloudEvent, gcpHttp, getLogger, lambda, loadConfig, truncate, truncateBytes } from "../src/index";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PRICE_FILE, estimatorFor } from "../src/cost";
 import { codePoints } from "../src/wire";
 
 type Frame = { v: number; src: string; seq: number; res?: Record<string, unknown>; ev: Record<string, any>[] };
@@ -301,4 +304,24 @@ test("bad settings: explicit options throw ConfigError, bad environment values a
   assert.throws(() => loadConfig({}, { endpoint: "http://x" }), /endpoint/);
   assert.throws(() => loadConfig({}, { logSampleRate: 2 }), /LOG_SAMPLE_RATE/);
   assert.equal(loadConfig({ FAASLENS_MAX_DATAGRAM: "nope" }).maxDatagram, null);
+});
+
+test("cost: the shared price table, priced as the Python shipper prices it", () => {
+  const shared = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "shipper", "prices.json"), "utf8"));
+  assert.deepEqual(JSON.parse(readFileSync(PRICE_FILE, "utf8")), shared);
+  const MIB = 1024 * 1024;
+  const aws = estimatorFor("aws", "x86_64", "eu-west-1")!;
+  const [billed, gbS, usd] = aws.estimate(1_200_001, 1024 * MIB, null)!;
+  assert.equal(billed, 2); // rounded up to 1 ms
+  assert.ok(Math.abs(gbS - 0.002) < 1e-12);
+  assert.equal(usd, 2.33333e-7); // 0.2e-6 + 0.002 * 0.0000166667, to 12 decimals as in Python
+  const azureEst = estimatorFor("azure", "x86_64", "westeurope")!;
+  assert.deepEqual(azureEst.estimate(3_000_000, null, 70 * MIB)!.slice(0, 2), [100, 0.0125]); // 100 ms, 128 MB minimum
+  assert.equal(azureEst.estimate(1, null, null), null); // no memory reading, no price
+  const gen1 = estimatorFor("gcp", "x86_64", "us-central1", { gcpGeneration: 1 })!;
+  assert.equal(gen1.row.price_id, "gcp-gen1-tier1-2025-01");
+  assert.equal(gen1.estimate(260_000_000, 256 * MIB, null)![0], 300); // rounded up to 100 ms
+  assert.equal(estimatorFor("gcp", "x86_64", "southamerica-east1", { gcpGeneration: 1 })!.row.price_id, "gcp-gen1-tier2-2025-01");
+  assert.equal(estimatorFor("aws", "arm64", null, { prices: { per_gb_s: 1e-5 } })!.row.price_id, "aws-arm64-2025-01-custom");
+  assert.equal(estimatorFor("local", "x86_64", null), null);
 });

@@ -46,6 +46,9 @@ class IngestConfig:
     udp_listen: str = "127.0.0.1:8518"
     tcp_listen: str = "127.0.0.1:8518"
     http_listen: str = "127.0.0.1:9108"
+    # A /metrics response not written within this is aborted (Prometheus' default scrape timeout).
+    http_write_timeout_s: float = 10.0
+    http_max_connections: int = 64
     # Kernel socket buffer: at 50k datagrams/s, 32 MiB (Linux allots twice that)
     # absorbs about a second of the receive thread being starved of CPU.
     udp_rcvbuf: int = 32 * 1024 * 1024

@@ -132,7 +132,13 @@ class Worker:
             if cfg.http_listen:
                 host, port = parse_hostport(cfg.http_listen)
                 self.http = HttpServer(
-                    host, port, self.registry, self.ready, rendered_apart=self.aggregates
+                    host,
+                    port,
+                    self.registry,
+                    self.ready,
+                    rendered_apart=self.aggregates,
+                    write_timeout_s=cfg.http_write_timeout_s,
+                    max_connections=cfg.http_max_connections,
                 )
                 await self.http.start()
             await self._sink.start()

@@ -380,7 +380,7 @@ def overview() -> Json:
                 ),
                 # GB-seconds / billed seconds = configured GiB: no extra series needed.
                 prom_target(
-                    f"sum by (function) (rate(faas_billed_gb_seconds_total{{{SEL}}}[{RI}]))"
+                    f"sum by (function) (rate(faas_billed_gigabyte_seconds_total{{{SEL}}}[{RI}]))"
                     " / sum by (function) "
                     f"(rate(faas_billed_duration_seconds_total{{{SEL}}}[{RI}]))"
                     " * 1073741824",
@@ -394,7 +394,8 @@ def overview() -> Json:
             "Billed GB-seconds and estimated cost per function (last 24h)",
             [
                 prom_target(
-                    f"sum by (function) (increase(faas_billed_gb_seconds_total{{{SEL}}}[1d]))",
+                    "sum by (function) "
+                    f"(increase(faas_billed_gigabyte_seconds_total{{{SEL}}}[1d]))",
                     "",
                     instant=True,
                 ),
@@ -840,7 +841,7 @@ def worker() -> Json:
             "Bytes received",
             [
                 prom_target(
-                    f"sum by (transport) (rate(faaslens_bytes_received_total{{{inst}}}[{RI}]))",
+                    f"sum by (transport) (rate(faaslens_received_bytes_total{{{inst}}}[{RI}]))",
                     "{{transport}} bytes/s",
                 )
             ],

@@ -1,0 +1,138 @@
+"""Every metric the worker exposes passes ``promtool check metrics`` and both of
+prometheus_client's parsers, and each dimension has one label name.
+
+The worker runs with the real Elasticsearch sink (so the sink's collectors are
+registered) and receives every protocol test vector, valid and hostile, so that
+the aggregates, custom metrics and rejection counters all have samples.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from tests.support import WorkerThread, poll_until, worker_test_config
+
+pytestmark = pytest.mark.integration
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+# Every label name the worker may expose, with the one dimension it names. A new label
+# name must be added here: the review is where a second name for a known dimension
+# (say "index" next to "index_kind") gets caught.
+LABEL_NAMES = {
+    "function": "faas.name",
+    "version": "faas.version",
+    "environment": "service.environment",
+    "outcome": "event.outcome",
+    "coldstart": "faas.coldstart",
+    "provider": "cloud.provider",
+    "region": "cloud.region",
+    "trigger": "faas.trigger.type",
+    "le": "histogram bucket bound",
+    "reason": "bounded reason of a rejection, drop or retry",
+    "index_kind": "invocations | logs | errors",
+    "metric": "custom metric name (its overflow counter)",
+    "transport": "udp | tcp",
+    "type": "event type: inv | log",
+    "stage": "pipeline stage of an internal error",
+    "shop": "a custom metric's own label, from the test vectors",
+}
+
+BASE_UNITS = {"seconds", "bytes", "usd", "ratio", "meters", "grams", "joules", "celsius"}
+
+
+def scrape(address: tuple[str, int], accept: str) -> str:
+    req = urllib.request.Request(
+        f"http://{address[0]}:{address[1]}/metrics", headers={"Accept": accept}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        text: str = resp.read().decode()
+    return text
+
+
+def send_vectors(udp: tuple[str, int]) -> int:
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for path in sorted(VECTORS.glob("*.frame")):
+            try:
+                s.sendto(path.read_bytes(), udp)
+                sent += 1
+            except OSError:  # larger than a datagram can be (the oversized vector)
+                continue
+    return sent
+
+
+def total(text: str, name: str) -> float:
+    return sum(
+        float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith(name)
+    )
+
+
+def test_every_exposed_metric_is_promtool_clean(
+    es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    cfg = worker_test_config(
+        es_url, es_prefix, tmp_path, hmac_keys={"k1": "secret"}, retention_days=36500
+    )
+    thread = WorkerThread(cfg)
+    thread.start()
+    try:
+        worker = thread.running_worker(timeout=60)
+        assert send_vectors(worker.udp_address) >= 30
+        http = worker.http_address
+
+        def settled() -> str | None:
+            text = scrape(http, "text/plain")
+            indexed = total(text, "faaslens_docs_indexed_total")
+            rejected = total(text, "faaslens_frames_rejected_total")
+            return text if indexed > 0 and rejected > 0 else None
+
+        text = poll_until(settled, timeout=60, what="vectors indexed and rejected")
+        openmetrics = scrape(http, OPENMETRICS)
+    finally:
+        thread.stop()
+
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    families = list(parse_text(text))
+    names = {f.name for f in families}
+    # The aggregates, a custom metric, the worker's own and the sink's metrics are all there.
+    for name in (
+        "faas_invocations",
+        "faas_billed_gigabyte_seconds",
+        "faas_custom_orders",
+        "faaslens_frames_rejected",
+        "faaslens_docs_indexed",
+        "faaslens_http_connections_dropped",
+    ):
+        assert name in names, name
+    om_families = list(parse_openmetrics(openmetrics))
+    samples = {(s.name, tuple(sorted(s.labels.items()))) for f in families for s in f.samples}
+    om_samples = {
+        (s.name, tuple(sorted(s.labels.items())))
+        for f in om_families
+        for s in f.samples
+        if not s.name.endswith("_created")
+    }
+    assert samples <= om_samples and len(samples) > 100
+
+    # Units last: a base unit inside a name would read as something else ("bytes_received").
+    for name in names - {n for n in names if n.startswith("faas_custom_")}:
+        words = name.split("_")
+        assert not BASE_UNITS & set(words[:-1]), f"{name}: unit not last"
+
+    labels = {k for f in families for s in f.samples for k in s.labels}
+    assert labels <= set(LABEL_NAMES), labels - set(LABEL_NAMES)

@@ -1,9 +1,10 @@
-"""Frame validation: bytes in, documents and invocation records out.
+"""Frame validation: the protocol's rules, bytes in, accepted events out.
 
 Pure and synchronous (no I/O, no metrics) so it can run on any thread and be
 checked against the test vectors byte for byte. The rules are those of
 ``docs/protocol.md``; every rejection carries one of the bounded reasons of
-:mod:`ingest.events`.
+:mod:`faaslens.ingest.events`. What an accepted event is stored as is decided
+by :mod:`faaslens.ingest.documents`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,25 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
+from faaslens import protocol as P
+from faaslens.ingest.documents import (
+    DAY_CACHE,
+    LOG_HEAD,
+    LOG_TAIL,
+    MS_PER_DAY,
+    day_of,
+    error_source,
+    invocation_docs,
+    log_docs,
+)
 from faaslens.ingest.events import Doc
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
 
-__all__ = ["FrameResult", "Validator", "day_of"]
+__all__ = ["FrameResult", "Validator"]
 
 # Field kinds. Small ints compared with `is`-free `==` keep the per-field loop cheap.
 _SKIP: Final = 0  # "t": already dispatched on
@@ -41,13 +52,9 @@ _METRICS: Final = 10
 _MAX_INT: Final = (1 << 63) - 1
 # 9999-12-31T23:59:59.999Z: the last millisecond a YYYY.MM.DD day name can hold.
 _MAX_TS: Final = 253_402_300_799_999
-_MS_PER_DAY: Final = 86_400_000
 
 _OUTCOMES: Final = frozenset({"success", "failure", "unknown"})
 _TRIGGERS: Final = frozenset({"http", "pubsub", "datasource", "timer", "other"})
-_LEVELS: Final = frozenset({"debug", "info", "warning", "error", "critical"})
-_METRIC_KINDS: Final = frozenset({"counter", "gauge", "histogram"})
-_ERROR_LEVELS: Final = frozenset({"error", "critical"})
 
 _Spec = tuple[int, Any]
 
@@ -67,9 +74,9 @@ RESOURCE_FIELDS: Final[dict[str, _Spec]] = {
 }
 
 _ERROR_FIELDS: Final[dict[str, _Spec]] = {
-    "error.type": (_STR, 256),
-    "error.message": (_STR, 8 * 1024),
-    "error.stack_trace": (_STR, 32 * 1024),
+    "error.type": (_STR, P.MAX_ERROR_TYPE),
+    "error.message": (_STR, P.MAX_ERROR_MESSAGE),
+    "error.stack_trace": (_STR, P.MAX_STACK),
     "error.grouping_key": (_STR, 64),
 }
 _TRACE_FIELDS: Final[dict[str, _Spec]] = {"trace.id": (_HEX, 32), "span.id": (_HEX, 16)}
@@ -107,10 +114,10 @@ LOG_FIELDS: Final[dict[str, _Spec]] = {
     "t": (_SKIP, None),
     "@timestamp": (_UINT, _MAX_TS),
     "event.sequence": (_UINT, _MAX_INT),
-    "log.level": (_ENUM, _LEVELS),
-    "message": (_STR, 32 * 1024),
+    "log.level": (_ENUM, P.LEVELS),
+    "message": (_STR, P.MAX_MESSAGE),
     "faas.execution": (_EXEC, 128),
-    "log.logger": (_STR, 256),
+    "log.logger": (_STR, P.MAX_LOGGER),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_LOG_LABELS, None),
@@ -119,34 +126,7 @@ LOG_REQUIRED: Final = ("@timestamp", "event.sequence", "log.level", "message")
 _INV_REQUIRED_SET: Final = frozenset(INV_REQUIRED)
 _LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
 
-# Of an event, the keys an error document keeps (besides the resource fields).
-ERROR_DOC_EVENT_FIELDS: Final = frozenset(
-    {
-        "@timestamp",
-        "faas.execution",
-        "faas.coldstart",
-        "event.outcome",
-        "log.level",
-        "log.logger",
-        "message",
-        "trace.id",
-        "span.id",
-        "labels",
-        *_ERROR_FIELDS,
-    }
-)
-_ERROR_DOC_FIELDS: Final = ERROR_DOC_EVENT_FIELDS | frozenset(RESOURCE_FIELDS)
-
 _ENVELOPE_KEYS: Final = frozenset({"v", "src", "seq", "res", "ev"})
-_MAX_EVENTS: Final = 1000
-_INV_LABELS_MAX: Final = 32
-_INV_LABEL_VALUE_MAX: Final = 1024
-_LOG_LABELS_MAX: Final = 64
-_LOG_LABELS_DEPTH: Final = 4  # levels of objects/arrays, the labels object itself included
-_METRICS_MAX: Final = 64
-_METRIC_LABELS_MAX: Final = 5
-_METRIC_LABEL_VALUE_MAX: Final = 64
-_METRIC_UNIT_MAX: Final = 16
 
 _SRC_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _KEY_ID_RE: Final = re.compile(rb"[A-Za-z0-9_.\-]{1,32}")
@@ -157,24 +137,6 @@ _HEX_RE: Final = {
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
-
-_LOG_HEAD: Final = len(b'{"t":"log",')
-_LOG_TAIL: Final = b',"event.dataset":"faas.log","event.kind":"event"}'
-
-_days: dict[int, str] = {}
-
-
-def day_of(ts_ms: int) -> str:
-    """UTC day of an epoch-milliseconds timestamp as ``YYYY.MM.DD`` (cached per day)."""
-    n = ts_ms // _MS_PER_DAY
-    day = _days.get(n)
-    if day is None:
-        if len(_days) > 4096:  # a flood of distinct days must not grow the cache forever
-            _days.clear()
-        day = datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y.%m.%d")
-        _days[n] = day
-    return day
-
 
 @dataclass(slots=True)
 class FrameResult:
@@ -223,7 +185,7 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
         raise _Reject("wrong_type")
     if _METRIC_NAME_RE.fullmatch(name) is None:
         raise _Reject("too_large" if len(name) > 64 else "bad_value")
-    if kind not in _METRIC_KINDS:
+    if kind not in P.METRIC_KINDS:
         raise _Reject("bad_value")
     tv = type(value)
     if tv is not int and tv is not float:
@@ -234,20 +196,20 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
     if labels is not None or "labels" in m:
         if type(labels) is not dict:
             raise _Reject("wrong_type")
-        if len(labels) > _METRIC_LABELS_MAX:
+        if len(labels) > P.MAX_METRIC_LABELS:
             raise _Reject("too_large")
         for lk, lv in labels.items():
             if _METRIC_NAME_RE.fullmatch(lk) is None:
                 raise _Reject("bad_value")
             if type(lv) is not str:
                 raise _Reject("wrong_type")
-            if len(lv) > _METRIC_LABEL_VALUE_MAX:
+            if len(lv) > P.MAX_METRIC_LABEL_VALUE:
                 raise _Reject("too_large")
     if "unit" in m:
         unit = m["unit"]
         if type(unit) is not str:
             raise _Reject("wrong_type")
-        if len(unit) > _METRIC_UNIT_MAX:
+        if len(unit) > P.MAX_METRIC_UNIT:
             raise _Reject("too_large")
     if len(m) > 3 + ("labels" in m) + ("unit" in m):
         extra = [k for k in m if k not in _METRIC_KEYS]
@@ -307,26 +269,26 @@ def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
         elif code == _INV_LABELS:
             if tv is not dict:
                 raise _Reject("wrong_type")
-            if len(val) > _INV_LABELS_MAX:
+            if len(val) > P.MAX_INV_LABELS:
                 raise _Reject("too_large")
             for lv in val.values():
                 if type(lv) is not str:
                     raise _Reject("wrong_type")
-                if len(lv) > _INV_LABEL_VALUE_MAX:
+                if len(lv) > P.MAX_INV_LABEL_VALUE:
                     raise _Reject("too_large")
         elif code == _LOG_LABELS:
             if tv is not dict:
                 raise _Reject("wrong_type")
-            if len(val) > _LOG_LABELS_MAX:
+            if len(val) > P.MAX_LOG_LABELS:
                 raise _Reject("too_large")
             for lv in val.values():
                 tl = type(lv)
-                if (tl is dict or tl is list) and not _depth_ok(lv, _LOG_LABELS_DEPTH - 1):
+                if (tl is dict or tl is list) and not _depth_ok(lv, P.LOG_LABELS_DEPTH - 1):
                     raise _Reject("too_large")
         elif code == _METRICS:
             if tv is not list:
                 raise _Reject("wrong_type")
-            if len(val) > _METRICS_MAX:
+            if len(val) > P.MAX_METRICS:
                 raise _Reject("too_large")
             cleaned = []
             extra = 0
@@ -426,7 +388,7 @@ class Validator:
             or seq < 1
             or seq > _MAX_INT
             or type(evs) is not list
-            or not 0 < len(evs) <= _MAX_EVENTS
+            or not 0 < len(evs) <= P.MAX_EVENTS
             or not _ENVELOPE_KEYS.issuperset(env)
         ):
             return FrameResult("bad_envelope")
@@ -453,14 +415,14 @@ class Validator:
                     if not ev.keys() >= _INV_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, INV_FIELDS)
-                    self._inv(res, ev, result)
+                    result.invocations.append(invocation_docs(res, ev, docs))
                 elif t == "log":
                     if not ev.keys() >= _LOG_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, LOG_FIELDS)
                     if res_json is None:
                         res_json = dumps_members(res)
-                    self._log(res, res_json, ev, src, docs)
+                    log_docs(res, res_json, ev, src, docs)
                 elif t is None and "t" not in ev:
                     raise _Reject("missing_field")
                 else:
@@ -482,80 +444,25 @@ class Validator:
         log_type: Any = fast.log_type
         encode = fast.encode
         overrides = fast.overrides if res else None
-        days = _days
+        days = DAY_CACHE
         events: list[Any] = env.ev
         for ev in events:
             if type(ev) is not log_type:
-                self._inv(res, to_dict(ev), result)
+                result.invocations.append(invocation_docs(res, to_dict(ev), docs))
                 continue
             if overrides is not None and overrides(ev):
-                self._log(res, res_json, to_dict(ev), src, docs)
+                log_docs(res, res_json, to_dict(ev), src, docs)
                 continue
             exec_id = ev.f_faas_execution
             doc_id = f"{exec_id if exec_id is not UNSET else src}-{ev.f_event_sequence}"
             ts = ev.f__timestamp
-            day = days.get(ts // _MS_PER_DAY) or day_of(ts)
+            day = days.get(ts // MS_PER_DAY) or day_of(ts)
             # encode() gives '{"t":"log",' then the members: keep the members only.
-            source = head + encode(ev)[_LOG_HEAD:-1] + _LOG_TAIL
+            source = head + encode(ev)[LOG_HEAD:-1] + LOG_TAIL
             docs.append(Doc("logs", doc_id, day, source))
-            if ev.f_error_type is not UNSET and ev.f_log_level in _ERROR_LEVELS:
-                docs.append(Doc("errors", doc_id, day, _error_source(res | to_dict(ev))))
+            if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
+                docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
         return result
-
-    @staticmethod
-    def _inv(res: dict[str, Any], ev: dict[str, Any], result: FrameResult) -> None:
-        merged = res.copy()
-        merged.update(ev)
-        del merged["t"]
-        metrics = merged.pop("metrics", None)
-        ts: int = merged["@timestamp"]
-        exec_id: str = merged["faas.execution"]
-        day = day_of(ts)
-        merged["event.dataset"] = "faas.invocation"
-        merged["event.kind"] = "event"
-        merged["event.start"] = ts
-        merged["event.end"] = ts + merged["event.duration"] // 1_000_000
-        result.docs.append(Doc("invocations", exec_id, day, orjson.dumps(merged)))
-        if "error.type" in merged:
-            result.docs.append(Doc("errors", exec_id, day, _error_source(merged)))
-        if metrics is not None:
-            merged["metrics"] = metrics
-        result.invocations.append(merged)
-
-    @staticmethod
-    def _log(
-        res: dict[str, Any], res_json: bytes, ev: dict[str, Any], src: str, docs: list[Doc]
-    ) -> None:
-        del ev["t"]
-        ts: int = ev["@timestamp"]
-        exec_id = ev.get("faas.execution")
-        doc_id = f"{exec_id if exec_id is not None else src}-{ev['event.sequence']}"
-        day = day_of(ts)
-        if res_json and not res.keys().isdisjoint(ev):
-            # An event field overrides the resource's: merge (the rare, slower path).
-            merged = res.copy()
-            merged.update(ev)
-            merged["event.dataset"] = "faas.log"
-            merged["event.kind"] = "event"
-            source = orjson.dumps(merged)
-        else:
-            # Resource members, then the event's: the bytes orjson gives for the merged
-            # dict, without building it (most frames carry several log lines).
-            merged = ev
-            source = b"{" + res_json + orjson.dumps(ev)[1:-1] + _LOG_TAIL
-        docs.append(Doc("logs", doc_id, day, source))
-        if "error.type" in ev and ev["log.level"] in _ERROR_LEVELS:
-            if merged is ev:
-                merged = res | ev
-            docs.append(Doc("errors", doc_id, day, _error_source(merged)))
-
-
-def _error_source(merged: dict[str, Any]) -> bytes:
-    """The error document's source from a merged (resource + event) document."""
-    doc = {k: v for k, v in merged.items() if k in _ERROR_DOC_FIELDS}
-    doc["event.dataset"] = "faas.error"
-    doc["event.kind"] = "event"
-    return orjson.dumps(doc)
 
 
 @functools.cache
@@ -580,14 +487,14 @@ def _fast_decoder() -> FastDecoder:
         log=LOG_FIELDS,
         log_required=LOG_REQUIRED,
         limits={
-            "events": _MAX_EVENTS,
-            "inv_labels": _INV_LABELS_MAX,
-            "inv_label_value": _INV_LABEL_VALUE_MAX,
-            "log_labels": _LOG_LABELS_MAX,
-            "log_labels_depth": _LOG_LABELS_DEPTH,
-            "metrics": _METRICS_MAX,
-            "metric_labels": _METRIC_LABELS_MAX,
-            "metric_label_value": _METRIC_LABEL_VALUE_MAX,
-            "metric_unit": _METRIC_UNIT_MAX,
+            "events": P.MAX_EVENTS,
+            "inv_labels": P.MAX_INV_LABELS,
+            "inv_label_value": P.MAX_INV_LABEL_VALUE,
+            "log_labels": P.MAX_LOG_LABELS,
+            "log_labels_depth": P.LOG_LABELS_DEPTH,
+            "metrics": P.MAX_METRICS,
+            "metric_labels": P.MAX_METRIC_LABELS,
+            "metric_label_value": P.MAX_METRIC_LABEL_VALUE,
+            "metric_unit": P.MAX_METRIC_UNIT,
         },
     )

@@ -1,29 +1,39 @@
 """Every metric the worker exposes passes ``promtool check metrics`` and both of
 prometheus_client's parsers, and each dimension has one label name.
 
-The worker runs with the real Elasticsearch sink (so the sink's collectors are
-registered) and receives every protocol test vector, valid and hostile, so that
-the aggregates, custom metrics and rejection counters all have samples.
+``faaslens ingest`` runs as its own process (so the process, platform and GC
+collectors are there too) with the real Elasticsearch sink (so the sink's
+collectors are registered) and receives every protocol test vector, valid and
+hostile, so that the aggregates, custom metrics and rejection counters all have
+samples.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from tests.support import WorkerThread, poll_until, worker_test_config
+from tests.support import poll_until
 
 pytestmark = pytest.mark.integration
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO / "tests" / "vectors"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 # Every label name the worker may expose, with the one dimension it names. A new label
@@ -78,29 +88,56 @@ def total(text: str, name: str) -> float:
     )
 
 
-def test_every_exposed_metric_is_promtool_clean(
-    es_url: str, es_prefix: str, tmp_path: Path
-) -> None:
-    cfg = worker_test_config(
-        es_url, es_prefix, tmp_path, hmac_keys={"k1": "secret"}, retention_days=36500
+@pytest.fixture
+def worker(es_url: str, es_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """``faaslens ingest`` as a process; yields its UDP and HTTP addresses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAASLENS_")}
+    env.update(
+        FAASLENS_UDP_LISTEN="127.0.0.1:0",
+        FAASLENS_TCP_LISTEN="",
+        FAASLENS_HTTP_LISTEN="127.0.0.1:0",
+        FAASLENS_ES_URL=es_url,
+        FAASLENS_ES_INDEX_PREFIX=es_prefix,
+        FAASLENS_SPOOL_DIR=str(tmp_path / "spool"),
+        FAASLENS_DEAD_LETTER_PATH=str(tmp_path / "dead-letter.ndjson"),
+        FAASLENS_RETENTION_DAYS="36500",  # the vectors are dated 2025: keep their indices
+        FAASLENS_HMAC_KEYS="k1=secret",
+        FAASLENS_BATCH_MAX_WAIT_S="0.1",
     )
-    thread = WorkerThread(cfg)
-    thread.start()
-    try:
-        worker = thread.running_worker(timeout=60)
-        assert send_vectors(worker.udp_address) >= 30
-        http = worker.http_address
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faaslens.cli", "ingest"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    started: dict[str, Any] = {}
+    for raw in proc.stderr:
+        line = orjson.loads(raw)
+        if line.get("event") == "worker started":
+            started = line
+            break
+    assert started, "the worker did not start"
+    # Keep reading its log, so a full pipe never stalls it.
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    yield {"udp": tuple(started["udp"]), "http": tuple(started["http"])}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
 
-        def settled() -> str | None:
-            text = scrape(http, "text/plain")
-            indexed = total(text, "faaslens_docs_indexed_total")
-            rejected = total(text, "faaslens_frames_rejected_total")
-            return text if indexed > 0 and rejected > 0 else None
 
-        text = poll_until(settled, timeout=60, what="vectors indexed and rejected")
-        openmetrics = scrape(http, OPENMETRICS)
-    finally:
-        thread.stop()
+def test_every_exposed_metric_is_promtool_clean(worker: dict[str, Any]) -> None:
+    assert send_vectors(worker["udp"]) >= 30
+    http = worker["http"]
+
+    def settled() -> str | None:
+        text = scrape(http, "text/plain")
+        indexed = total(text, "faaslens_docs_indexed_total")
+        rejected = total(text, "faaslens_frames_rejected_total")
+        return text if indexed > 0 and rejected > 0 else None
+
+    text = poll_until(settled, timeout=60, what="vectors indexed and rejected")
+    openmetrics = scrape(http, OPENMETRICS)
 
     check = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
@@ -117,6 +154,8 @@ def test_every_exposed_metric_is_promtool_clean(
         "faaslens_frames_rejected",
         "faaslens_docs_indexed",
         "faaslens_http_connections_dropped",
+        "process_cpu_seconds",
+        "python_gc_objects_collected",
     ):
         assert name in names, name
     om_families = list(parse_openmetrics(openmetrics))
@@ -134,5 +173,7 @@ def test_every_exposed_metric_is_promtool_clean(
         words = name.split("_")
         assert not BASE_UNITS & set(words[:-1]), f"{name}: unit not last"
 
-    labels = {k for f in families for s in f.samples for k in s.labels}
+    # Ours (prometheus_client's process, platform and GC collectors keep their own names).
+    ours = [f for f in families if f.name.startswith(("faas_", "faaslens_"))]
+    labels = {k for f in ours for s in f.samples for k in s.labels}
     assert labels <= set(LABEL_NAMES), labels - set(LABEL_NAMES)

@@ -18,6 +18,7 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from tests.support import poll_until
+from faaslens.ingest.config import env_name
+from tests.support import poll_until, worker_test_config
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +72,15 @@ def scrape(address: tuple[str, int], accept: str) -> str:
     return text
 
 
+def as_env(value: Any) -> str:
+    """A setting's value as its FAASLENS_* variable spells it."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def send_vectors(udp: tuple[str, int]) -> int:
     sent = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -92,18 +103,15 @@ def total(text: str, name: str) -> float:
 def worker(es_url: str, es_prefix: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """``faaslens ingest`` as a process; yields its UDP and HTTP addresses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAASLENS_")}
-    env.update(
-        FAASLENS_UDP_LISTEN="127.0.0.1:0",
-        FAASLENS_TCP_LISTEN="",
-        FAASLENS_HTTP_LISTEN="127.0.0.1:0",
-        FAASLENS_ES_URL=es_url,
-        FAASLENS_ES_INDEX_PREFIX=es_prefix,
-        FAASLENS_SPOOL_DIR=str(tmp_path / "spool"),
-        FAASLENS_DEAD_LETTER_PATH=str(tmp_path / "dead-letter.ndjson"),
-        FAASLENS_RETENTION_DAYS="36500",  # the vectors are dated 2025: keep their indices
-        FAASLENS_HMAC_KEYS="k1=secret",
-        FAASLENS_BATCH_MAX_WAIT_S="0.1",
+    cfg = worker_test_config(
+        es_url,
+        es_prefix,
+        tmp_path,
+        tcp_listen="",
+        retention_days=36500,  # the vectors are dated 2025: keep their indices
+        hmac_keys={"k1": "secret"},
     )
+    env.update({env_name(f.name): as_env(getattr(cfg, f.name)) for f in fields(cfg)})
     proc = subprocess.Popen(
         [sys.executable, "-m", "faaslens.cli", "ingest"],
         cwd=REPO,

@@ -161,6 +161,18 @@ class IngestConfig:
         check=_listen,
         metavar="HOST:PORT",
     )
+    lines_listen: str = setting(
+        "",
+        "host:port receiving prometheus-aggregator lines (TCP and UDP on this one "
+        "address); empty: off",
+        check=_listen,
+        metavar="HOST:PORT",
+    )
+    lines_declarations: str = setting(
+        "",
+        "the aggregator's declaration.json (metrics the lines may name); empty: none",
+        metavar="FILE",
+    )
     http_write_timeout_s: float = setting(
         10.0,
         "a /metrics response not written within this is aborted (Prometheus' default "

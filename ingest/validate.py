@@ -138,6 +138,7 @@ _HEX_RE: Final = {
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
 
+
 @dataclass(slots=True)
 class FrameResult:
     """What one frame became."""

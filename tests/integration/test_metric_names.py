@@ -60,6 +60,9 @@ LABEL_NAMES = {
     "shop": "a custom metric's own label, from the test vectors",
 }
 
+# A line as the older project's library sends it (docs/migrating.md); its metrics keep
+# that project's names and labels, so its dashboards work unchanged.
+SEED_LINE = b'function_invocations_total{function_name="f",function_app="a",environment="e"} 1'
 BASE_UNITS = {"seconds", "bytes", "usd", "ratio", "meters", "grams", "joules", "celsius"}
 
 
@@ -110,6 +113,9 @@ def worker(es_url: str, es_prefix: str, tmp_path: Path) -> Iterator[dict[str, An
         tcp_listen="",
         retention_days=36500,  # the vectors are dated 2025: keep their indices
         hmac_keys={"k1": "secret"},
+        # The older project's line listener, with the metrics its users declare.
+        lines_listen="127.0.0.1:0",
+        lines_declarations=str(REPO / "docs" / "examples" / "seed-declaration.json"),
     )
     env.update({env_name(f.name): as_env(getattr(cfg, f.name)) for f in fields(cfg)})
     proc = subprocess.Popen(
@@ -121,28 +127,39 @@ def worker(es_url: str, es_prefix: str, tmp_path: Path) -> Iterator[dict[str, An
     )
     assert proc.stderr is not None
     started: dict[str, Any] = {}
+    lines_at = ""
     for raw in proc.stderr:
         line = orjson.loads(raw)
+        if line.get("event") == "lines listening":
+            lines_at = line["address"]
         if line.get("event") == "worker started":
             started = line
             break
     assert started, "the worker did not start"
     # Keep reading its log, so a full pipe never stalls it.
     threading.Thread(target=proc.stderr.read, daemon=True).start()
-    yield {"udp": tuple(started["udp"]), "http": tuple(started["http"])}
+    host, _, port = lines_at.rpartition(":")
+    yield {
+        "udp": tuple(started["udp"]),
+        "http": tuple(started["http"]),
+        "lines": (host, int(port)),
+    }
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
 
 
 def test_every_exposed_metric_is_promtool_clean(worker: dict[str, Any]) -> None:
     assert send_vectors(worker["udp"]) >= 30
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(SEED_LINE, worker["lines"])
     http = worker["http"]
 
     def settled() -> str | None:
         text = scrape(http, "text/plain")
         indexed = total(text, "faaslens_docs_indexed_total")
         rejected = total(text, "faaslens_frames_rejected_total")
-        return text if indexed > 0 and rejected > 0 else None
+        seed = total(text, "function_invocations_total")
+        return text if indexed > 0 and rejected > 0 and seed > 0 else None
 
     text = poll_until(settled, timeout=60, what="vectors indexed and rejected")
     openmetrics = scrape(http, OPENMETRICS)
@@ -164,6 +181,7 @@ def test_every_exposed_metric_is_promtool_clean(worker: dict[str, Any]) -> None:
         "faaslens_http_connections_dropped",
         "process_cpu_seconds",
         "python_gc_objects_collected",
+        "function_invocations",
     ):
         assert name in names, name
     om_families = list(parse_openmetrics(openmetrics))

@@ -320,7 +320,10 @@ async def _serve(config: IngestConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await worker.start()
-    except (OSError, ConfigError) as exc:
+    except ConfigError as exc:  # a setting only starting could check (a file's content)
+        log.error("worker failed to start", error=str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
         log.error("worker failed to start", error=str(exc))
         return EXIT_START
     await stop.wait()

@@ -234,3 +234,14 @@ def test_missing_extra_says_which_to_install(command: str) -> None:
 def test_demo_needs_no_extra() -> None:
     done = without_extra(["demo", "--help"])
     assert done.returncode == 0, done.stderr
+
+
+def test_a_setting_only_start_can_check_is_status_2(tmp_path: Path) -> None:
+    """A file named by a setting is read at start: a missing one is still a bad value."""
+    args = ["--sink", "null", "--udp-listen", "", "--tcp-listen", "", "--http-listen", ""]
+    args += ["--lines-listen", "127.0.0.1:0", "--lines-declarations", str(tmp_path / "no.json")]
+    done = faaslens("ingest", *args, "--spool-dir", str(tmp_path))
+    assert done.returncode == EXIT_USAGE, done.stderr
+    errors = [x for x in done.stderr.splitlines() if '"level":"error"' in x]
+    assert len(errors) == 1 and "lines_declarations" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr

@@ -196,6 +196,8 @@ export class TcpTransport implements Transport {
   private backoffMs = 100;
   private readonly inFlight = new InFlight();
   private static readonly LF = Buffer.from("\n");
+  /** Bytes written but not yet taken by the kernel, past which frames are dropped. */
+  static readonly BUFFER_MAX = 4 * 1024 * 1024;
 
   constructor(
     private readonly host: string,
@@ -266,6 +268,12 @@ export class TcpTransport implements Transport {
     if (sock === null || !this.connected) return;
     while (this.pending.length) {
       const frame = this.pending.shift()!;
+      if (sock.writableLength > TcpTransport.BUFFER_MAX) {
+        // The collector reads slower than we write: drop rather than grow without bound.
+        this.stats.tcp_dropped++;
+        this.stats.send_errors++;
+        continue;
+      }
       this.inFlight.count++;
       sock.write(Buffer.concat([frame, TcpTransport.LF]), (err) => {
         if (err) {

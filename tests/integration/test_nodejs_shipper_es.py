@@ -87,7 +87,7 @@ async def _query(es_url: str, prefix: str, exec_id: str) -> Any:
     (exit status 1)."""
     code, out = await _run(
         sys.executable, "-m", "faaslens.cli", "query", "invocation", exec_id, "--json",
-        "--es-url", es_url, "--index-prefix", prefix, ok=(0, 1),
+        "--es-url", es_url, "--es-index-prefix", prefix, ok=(0, 1),
     )  # fmt: skip
     return json.loads(out) if code == 0 else None
 

@@ -280,3 +280,45 @@ async def test_redelivered_id_keeps_each_attempt(
                 by_outcome[outcome] = by_outcome.get(outcome, 0) + sample.value
     assert by_outcome == {"failure": 1, "success": 1}
     assert rejections(worker.registry) == 0
+
+
+async def test_tcp_record_after_a_worker_restart_is_delivered(
+    es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    """The worker restarts between two invocations: the second record goes to the new
+    worker before the handler returns, and nothing is counted as sent that was not."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        tcp_port = probe.getsockname()[1]
+
+    def config(run: str) -> Any:
+        return worker_test_config(
+            es_url, es_prefix, tmp_path / run, tcp_listen=f"127.0.0.1:{tcp_port}"
+        )
+
+    sh = Shipper(ShipperConfig(endpoint=f"tcp://127.0.0.1:{tcp_port}"), environ=AWS_ENV)
+
+    @sh.instrument
+    def handler(event: dict[str, Any], context: LambdaContext) -> str:
+        return "ok"
+
+    async with Worker(config("first"), registry=CollectorRegistry()):
+        await asyncio.to_thread(handler, {}, LambdaContext("tcp-before-restart"))
+        await _wait_for(
+            lambda: count(es_url, f"{es_prefix}-invocations-*") == 1, "the first record"
+        )
+    async with Worker(config("second"), registry=CollectorRegistry()) as second:
+        await asyncio.to_thread(handler, {}, LambdaContext("tcp-after-restart"))
+        stats = sh.snapshot()
+        assert stats["send_errors"] == 0 and stats["frames_sent"] == 2
+        found = await _wait_for(
+            lambda: search(
+                es_url, f"{es_prefix}-invocations-*", {"ids": {"values": ["tcp-after-restart"]}}
+            ),
+            "the record sent after the restart",
+        )
+        assert found[0]["faas.execution"] == "tcp-after-restart"
+        assert rejections(second.registry) == 0
+    sh.close()

@@ -129,3 +129,17 @@ def test_timeout_is_billed_to_the_limit(
     assert fn.invoke({}, "after")[0] == 200
     third = udp_receiver.wait_records(3)[2]
     assert third["faas.execution"] == "after" and third["faas.coldstart"] is True
+
+
+def test_a_retried_request_id_is_a_second_attempt(
+    lambda_runtime: Callable[..., LambdaRuntime], udp_receiver: Receiver
+) -> None:
+    """An async retry redelivers the request id to the same sandbox after a failure."""
+    fn = lambda_runtime(APP, env={"FAASLENS_ENDPOINT": udp_receiver.endpoint})
+    assert b"ValueError" in fn.invoke({"fail": True, "lines": 1}, "retry-me")[1]
+    assert fn.invoke({"lines": 1}, "retry-me") == (200, b'{"ok": "retry-me"}')
+    first, second = udp_receiver.wait_records(2)
+    assert (first["event.outcome"], first.get("faas.attempt", 1)) == ("failure", 1)
+    assert (second["event.outcome"], second["faas.attempt"]) == ("success", 2)
+    lines = [ev for ev in udp_receiver.events() if ev.get("t") == "log"]
+    assert [ev.get("faas.attempt", 1) for ev in lines] == [1, 2]

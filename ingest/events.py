@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple, Protocol
 
 IndexKind = Literal["invocations", "logs", "errors"]
+# Bulk operation: "create" (a resend answers 409: nothing is indexed twice), or "index"
+# for a record that replaces the worker's own "unfinished" document of the same id.
+BulkOp = Literal["create", "index"]
 
 # Bounded rejection reasons: these are the only values of the `reason` label.
 FRAME_REASONS: tuple[str, ...] = (
@@ -41,6 +44,7 @@ class Doc(NamedTuple):
     doc_id: str
     day: str  # UTC day of @timestamp, "YYYY.MM.DD"
     source: bytes  # orjson-serialized _source
+    op: BulkOp = "create"
 
     def index_name(self, prefix: str) -> str:
         """The daily index this document belongs to."""

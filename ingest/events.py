@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, NamedTuple, Protocol
 
+# The typed form of faaslens.protocol.INDEX_KINDS (a test keeps the two equal).
 IndexKind = Literal["invocations", "logs", "errors"]
 # Bulk operation: "create" (a resend answers 409: nothing is indexed twice), or "index"
 # for a record that replaces the worker's own "unfinished" document of the same id.

@@ -15,7 +15,8 @@ from typing import cast
 
 from elasticsearch import AsyncElasticsearch
 
-KINDS = ("invocations", "logs", "errors")
+from faaslens.protocol import INDEX_KINDS
+
 # Names per DELETE request: keeps the URL short whatever the backlog.
 DELETE_CHUNK = 32
 
@@ -23,7 +24,7 @@ DELETE_CHUNK = 32
 def index_day(name: str, prefix: str) -> date | None:
     """The day of a ``<prefix>-<kind>-YYYY.MM.DD`` index, or None for any other name."""
     match = re.fullmatch(
-        re.escape(prefix) + r"-(?:" + "|".join(KINDS) + r")-(\d{4})\.(\d{2})\.(\d{2})", name
+        re.escape(prefix) + r"-(?:" + "|".join(INDEX_KINDS) + r")-(\d{4})\.(\d{2})\.(\d{2})", name
     )
     if not match:
         return None

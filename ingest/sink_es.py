@@ -28,6 +28,7 @@ from elastic_transport import ConnectionTimeout, SerializationError, TransportEr
 from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from faaslens.backoff import backoff_delay
 from faaslens.ingest import retention
 from faaslens.ingest.aio import wait_event
 from faaslens.ingest.bulk import (
@@ -36,7 +37,6 @@ from faaslens.ingest.bulk import (
     BulkOutcome,
     BulkResponseError,
     ItemFailure,
-    backoff_delay,
     build_body,
     classify,
     classify_status,
@@ -47,6 +47,7 @@ from faaslens.ingest.deadletter import DeadLetterFile
 from faaslens.ingest.events import Doc
 from faaslens.ingest.spool import Spool, SpoolFull
 from faaslens.ingest.templates import check_prefix, install_templates, templates_for
+from faaslens.protocol import INDEX_KINDS
 
 log = structlog.get_logger("faaslens.sink_es")
 
@@ -62,7 +63,6 @@ SUPERVISOR_STOP_S = 5.0
 # Only what classification needs: the response of a 2000-document bulk stays small.
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
 FAILED_REASONS: tuple[str, ...] = (*DEAD_LETTER_REASONS, "spool_full", "spool_io")
-_KINDS = ("invocations", "logs", "errors")
 
 
 def make_client(
@@ -161,7 +161,7 @@ class SinkMetrics:
             registry=registry,
         )
         # Pre-create the bounded children so every series exists from the first scrape.
-        self.indexed_by_kind = {kind: self.indexed.labels(kind) for kind in _KINDS}
+        self.indexed_by_kind = {kind: self.indexed.labels(kind) for kind in INDEX_KINDS}
         self.failed_by_reason = {r: self.failed.labels(r) for r in FAILED_REASONS}
         self.retries_by_reason = {r: self.retries.labels(r) for r in RETRY_REASONS}
 

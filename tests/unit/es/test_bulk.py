@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
+from faaslens.backoff import backoff_delay
 from faaslens.ingest.bulk import (
     BulkResponseError,
     action_line,
-    backoff_delay,
     build_body,
     classify,
     classify_status,

@@ -86,6 +86,16 @@ class IngestConfig:
     series_ttl_s: float = 900.0
     # Distinct custom metric names (faas_custom_*) kept at most; further names are rejected.
     custom_metrics_cap: int = 1000
+    # Settling started invocations: one whose record has not come by its timeout (sent
+    # with its start, else the default) plus the grace period becomes "unfinished".
+    unfinished_grace_s: float = 10.0
+    # AWS Lambda's longest timeout; for starts that carry none (Azure, GCP, plain processes).
+    unfinished_default_timeout_s: float = 900.0
+    # Started invocations tracked at most (~1 KB each, bench/worker_throughput.py --pending);
+    # further starts are counted in faaslens_pending_overflow_total and not settled.
+    pending_max: int = 100_000
+    # The pending table is saved here on a graceful stop and read back on start.
+    pending_state_path: str = "var/pending-state.json"
     # Where documents go: "elasticsearch", or "null" (discarded: benchmarks, metrics-only runs)
     sink: str = "elasticsearch"
     # Lifecycle

@@ -13,8 +13,10 @@ map and :meth:`due` only looks at the front of each group. Deleting a settled
 entry is O(1) and leaves nothing behind (no lazy heap entries that outlive it).
 
 Bounded: at most ``cap`` pending entries (a start past the cap is refused and
-counted in :attr:`Pending.overflow`) and ``cap`` remembered unfinished ids
-(oldest forgotten first).
+counted in :attr:`Pending.overflow`), and ``cap`` each of remembered ids
+(oldest forgotten first): those settled as unfinished, and those whose record
+came with no start pending (so that a start reordered behind its record is
+not waited for).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Pending:
     """Started invocations by id, with their deadlines (see the module docstring)."""
 
     __slots__ = (
+        "_finished",
         "_groups",
         "_group_of",
         "_unfinished",
@@ -63,9 +66,16 @@ class Pending:
         self._groups: dict[int, OrderedDict[str, Entry]] = {}  # timeout (s) -> id -> entry
         self._group_of: dict[str, int] = {}
         self._unfinished: OrderedDict[str, None] = OrderedDict()  # settled as unfinished
+        # Records that came with no start pending: a start arriving after its record
+        # (reordered in transit) must not be waited for.
+        self._finished: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._group_of)
+
+    def is_empty(self) -> bool:
+        """Nothing pending and no id remembered: nothing worth saving."""
+        return not self._group_of and not self._unfinished
 
     def __contains__(self, exec_id: object) -> bool:
         return exec_id in self._group_of
@@ -83,6 +93,9 @@ class Pending:
         A second start with the same id (a platform retry) replaces the first.
         """
         exec_id: str = start["faas.execution"]
+        if self._finished and exec_id in self._finished:
+            del self._finished[exec_id]
+            return True  # its record is already here: nothing to wait for
         self._drop(exec_id)
         self._unfinished.pop(exec_id, None)
         if len(self._group_of) >= self.cap:
@@ -101,12 +114,10 @@ class Pending:
         settled as unfinished: its document must replace that one), else ``unseen``."""
         if self._drop(exec_id):
             return "settled"
-        if self._unfinished:
-            try:
-                del self._unfinished[exec_id]
-            except KeyError:
-                return "unseen"
+        if self._unfinished and exec_id in self._unfinished:
+            del self._unfinished[exec_id]
             return "late"
+        _remember(self._finished, exec_id, self.cap)
         return "unseen"
 
     def _drop(self, exec_id: str) -> bool:
@@ -133,14 +144,8 @@ class Pending:
             if not group:
                 del self._groups[wait]
         for exec_id, _ in out:
-            self._remember(exec_id)
+            _remember(self._unfinished, exec_id, self.cap)
         return out
-
-    def _remember(self, exec_id: str) -> None:
-        unfinished = self._unfinished
-        unfinished[exec_id] = None
-        if len(unfinished) > self.cap:
-            unfinished.popitem(last=False)
 
     def next_deadline(self) -> float | None:
         """The earliest deadline (monotonic seconds), or None when nothing is pending."""
@@ -180,7 +185,7 @@ class Pending:
             downtime = max(0.0, (wall_ms - int(state["saved_at"])) / 1000.0)
             restored = 0
             for exec_id in state["unfinished"]:
-                self._remember(str(exec_id))
+                _remember(self._unfinished, str(exec_id), self.cap)
             for exec_id, left, res, start in state["pending"]:
                 if len(self._group_of) >= self.cap:
                     self.overflow += 1
@@ -200,3 +205,10 @@ class Pending:
         for wait, group in self._groups.items():
             self._groups[wait] = OrderedDict(sorted(group.items(), key=lambda kv: kv[1].deadline))
         return restored
+
+
+def _remember(ids: OrderedDict[str, None], exec_id: str, cap: int) -> None:
+    """Add ``exec_id`` to a bounded memory of ids (the oldest is forgotten past ``cap``)."""
+    ids[exec_id] = None
+    if len(ids) > cap:
+        ids.popitem(last=False)

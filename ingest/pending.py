@@ -47,8 +47,8 @@ class Pending:
 
     __slots__ = (
         "_finished",
-        "_groups",
         "_group_of",
+        "_groups",
         "_unfinished",
         "cap",
         "default_timeout_s",
@@ -186,13 +186,13 @@ class Pending:
             restored = 0
             for exec_id in state["unfinished"]:
                 _remember(self._unfinished, str(exec_id), self.cap)
-            for exec_id, left, res, start in state["pending"]:
+            for raw_id, left, res, start in state["pending"]:
                 if len(self._group_of) >= self.cap:
                     self.overflow += 1
                     continue
                 if not isinstance(res, dict) or not isinstance(start, dict):
                     raise ValueError("malformed pending entry")
-                exec_id = str(exec_id)
+                exec_id = str(raw_id)
                 self._drop(exec_id)
                 wait = self.timeout_of(start)
                 group = self._groups.setdefault(wait, OrderedDict())

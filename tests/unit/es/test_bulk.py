@@ -45,7 +45,8 @@ def test_replacing_documents_use_op_index_in_the_same_body() -> None:
     body = build_body([_doc("a", "invocations"), late, _doc("b", "invocations")], "fl")
     ops = [next(iter(orjson.loads(line))) for line in body.split(b"\n")[0:6:2]]
     assert ops == ["create", "index", "create"]
-    assert orjson.loads(action_line("fl-x", "a", "index")) == {"index": {"_index": "fl-x", "_id": "a"}}
+    replace = {"index": {"_index": "fl-x", "_id": "a"}}
+    assert orjson.loads(action_line("fl-x", "a", "index")) == replace
 
 
 def test_action_line_escapes_ids() -> None:

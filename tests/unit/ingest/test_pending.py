@@ -130,7 +130,7 @@ def test_dump_and_load_keep_entries_and_count_the_downtime() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"[]", b'{"v":99}', b'{"v":1}', b'{"v":1,"saved_at":0,'])
 def test_unreadable_state_is_a_clear_error(data: bytes) -> None:
-    with pytest.raises(ValueError, match="pending state|version"):
+    with pytest.raises(ValueError, match=r"pending state|version"):
         table().load(data, 0.0, 0)
 
 

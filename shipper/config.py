@@ -45,6 +45,7 @@ class ShipperConfig:
         "echo",
         "endpoint",
         "environment",
+        "flush_interval_ms",
         "function_name",
         "gcp_generation",
         "hmac_key",
@@ -58,6 +59,7 @@ class ShipperConfig:
         "region",
         "service",
         "service_version",
+        "start_events",
         "tcp_timeout_s",
         "timeout_margin_ms",
     )
@@ -87,6 +89,12 @@ class ShipperConfig:
         # Record a timeout this long before the platform's deadline (AWS); 0 disables.
         self.timeout_margin_ms: int = 50
         self.tcp_timeout_s: float = 0.5
+        # Announce each invocation with a start event, so the worker can tell one that
+        # never finished (docs/protocol.md, t: "start").
+        self.start_events: bool = True
+        # Lines of an invocation running longer than this leave every this often, so a
+        # process that dies keeps them (0: lines leave with the record only).
+        self.flush_interval_ms: int = 1000
         self.prices: dict[str, Any] = {}
         for key, value in values.items():
             if key not in self.__slots__:
@@ -116,9 +124,17 @@ def _coerce(key: str, raw: Any) -> Any:
     try:
         if key in ("echo", "disabled"):
             return parse_bool(raw, default=False)  # both are off unless switched on
+        if key == "start_events":
+            return parse_bool(raw, default=True)
         if key == "max_datagram" and raw in (None, ""):
             return None
-        if key in ("max_datagram", "debug_buffer", "timeout_margin_ms", "gcp_generation"):
+        if key in (
+            "max_datagram",
+            "debug_buffer",
+            "timeout_margin_ms",
+            "gcp_generation",
+            "flush_interval_ms",
+        ):
             value = int(raw)
             if key == "max_datagram" and not 256 <= value <= 65_507:
                 raise ValueError("must be between 256 and 65507")

@@ -106,6 +106,7 @@ class _Clock(Clock):
 
 def _shipper(**settings: Any) -> tuple[Shipper, _Capture]:
     settings.setdefault("max_datagram", 8000)  # one frame each, but where packing is shown
+    settings.setdefault("start_events", False)  # the record vectors: one frame each
     capture = _Capture()
     ids = iter(f"00000000-0000-4000-8000-{i:012d}" for i in range(1, 1000))
     sh = Shipper(
@@ -128,9 +129,10 @@ class _LambdaContext:
     invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
     aws_request_id = "8f3c2a1e-5b7d-4c1e-9f2a-6d8e0b1c3a5f"
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 0  # no watchdog in vectors
+    remaining_ms = 0  # no watchdog in vectors
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 class _AzureTrace:
@@ -248,6 +250,16 @@ def shipper_frames() -> dict[str, bytes]:
         sh.instrument(_compiled()["flaky_handler"], name="worker")(log)
     (out["shipper_debug_buffer_on_failure"],) = cap.frames
 
+    # Start events: the start frame, then the record, in one sequence (AWS, 30 s timeout;
+    # the timeout margin is 0 so that no watchdog runs in the vector).
+    sh, cap = _shipper(start_events=True, timeout_margin_ms=0)
+    ctx = _LambdaContext()
+    ctx.remaining_ms = 30_000
+    sh.instrument(lambda event, context: None, trigger="http")(
+        {"headers": {"traceparent": TP}}, ctx
+    )
+    out["shipper_start"], out["shipper_start_record"] = cap.frames
+
     # Over-long message cut by the shipper to the protocol limit.
     sh, cap = _shipper(max_datagram=65_000)
     with sh.invocation(execution_id="long-0001"):
@@ -272,6 +284,17 @@ def _inv(**fields: Any) -> dict[str, Any]:
         "event.duration": 5_000_000,
         "event.outcome": "success",
         "faas.coldstart": False,
+    }
+    ev.update(fields)
+    return ev
+
+
+def _start(**fields: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "t": "start",
+        "faas.execution": "hand-0001",
+        "@timestamp": TS,
+        "faas.timeout": 3_000_000_000,
     }
     ev.update(fields)
     return ev
@@ -317,6 +340,14 @@ def hostile_frames() -> dict[str, tuple[bytes, dict[str, Any]]]:
         ),
         "hostile_bad_value": (_env(_inv(**{"event.outcome": "meh"}), log_ok), no_keys),
         "hostile_unknown_type": (_env({"t": "span", "@timestamp": TS}, log_ok), no_keys),
+        "hostile_start_missing_field": (
+            _env({"t": "start", "@timestamp": TS}, {**_start(), "faas.execution": "hand-0002"}),
+            no_keys,
+        ),
+        "hostile_start_bad_value": (
+            _env(_start(**{"faas.timeout": -1}), _start(**{"faas.execution": "hand-0002"})),
+            no_keys,
+        ),
         "hostile_error_log_line": (
             _env(
                 {
@@ -359,6 +390,8 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
         del merged["t"]
         merged.pop("metrics", None)
         day = _day(merged["@timestamp"])
+        if ev["t"] == "start":
+            continue  # no document: the worker waits for the record (expected_starts)
         if ev["t"] == "inv":
             doc_id = merged["faas.execution"]
             merged["event.dataset"] = "faas.invocation"
@@ -391,6 +424,19 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
     return docs
 
 
+def expected_starts(frame: bytes) -> list[dict[str, Any]]:
+    """The start events of a valid frame, as the worker tracks them (resource merged in),
+    per docs/protocol.md "Start events"."""
+    body = frame.split(b" ", 3)[3] if frame.startswith(b"s1 ") else frame
+    env = orjson.loads(body)
+    res = env.get("res", {})
+    return [
+        {k: v for k, v in {**res, **ev}.items() if k != "t"}
+        for ev in env["ev"]
+        if ev["t"] == "start"
+    ]
+
+
 def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
     """What the worker must answer, reasoned from the protocol for each hand-made frame."""
     frame_level = {
@@ -407,6 +453,7 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         return {
             "rejected": frame_level[name],
             "docs": [],
+            "starts": [],
             "event_rejections": {},
             "unknown_fields": 0,
         }
@@ -417,6 +464,8 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         "hostile_missing_field": (0, "missing_field"),
         "hostile_bad_value": (0, "bad_value"),
         "hostile_unknown_type": (0, "unknown_type"),
+        "hostile_start_missing_field": (0, "missing_field"),
+        "hostile_start_bad_value": (0, "bad_value"),
     }
     unknown = 0
     reasons: Tally[str] = Tally()
@@ -430,6 +479,7 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
     return {
         "rejected": None,
         "docs": expected_docs(orjson.dumps(env)),
+        "starts": expected_starts(orjson.dumps(env)),
         "event_rejections": dict(reasons),
         "unknown_fields": unknown,
     }
@@ -444,6 +494,7 @@ def all_vectors() -> dict[str, tuple[bytes, dict[str, Any]]]:
             {
                 "rejected": None,
                 "docs": expected_docs(frame),
+                "starts": expected_starts(frame),
                 "event_rejections": {},
                 "unknown_fields": 0,
             }

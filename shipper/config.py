@@ -26,7 +26,6 @@ DEFAULT_REDACT_KEYS = ("password", "secret", "token", "authorization", "cookie",
 PRICE_ENV_KEYS = ("per_request", "per_gb_s", "per_ghz_s", "per_vcpu_s", "price_id")
 
 
-
 class ConfigError(ValueError):
     """A setting that cannot be used, with the name that holds it."""
 

@@ -367,7 +367,9 @@ def test_module_level_api_follows_configure(rx: Receiver) -> None:
     previous = core._default
     other = Receiver()
     try:
-        faaslens.configure(endpoint=rx.endpoint, service="api", environment="dev", start_events=False)
+        faaslens.configure(
+            endpoint=rx.endpoint, service="api", environment="dev", start_events=False
+        )
 
         @faaslens.instrument(name="ping")
         def handler() -> str:

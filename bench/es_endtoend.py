@@ -49,10 +49,10 @@ from _worker_frames import frame, templates  # noqa: E402
 from elasticsearch import AsyncElasticsearch, Elasticsearch, helpers  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from faaslens.ingest.bulk import build_body  # noqa: E402
 from faaslens.ingest.config import IngestConfig  # noqa: E402
 from faaslens.ingest.events import Doc  # noqa: E402
-from faaslens.ingest.sink_es import ElasticsearchSink  # noqa: E402
+from faaslens.ingest.sink_es.bulk import build_body  # noqa: E402
+from faaslens.ingest.sink_es.sink import ElasticsearchSink  # noqa: E402
 from faaslens.ingest.templates import delete_templates, install_templates, load_templates  # noqa: E402
 from faaslens.ingest.validate import Validator  # noqa: E402
 

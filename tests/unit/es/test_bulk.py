@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from faaslens.backoff import backoff_delay
-from faaslens.ingest.bulk import (
+from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es.bulk import (
     BulkResponseError,
     action_line,
     build_body,
@@ -18,7 +19,6 @@ from faaslens.ingest.bulk import (
     dead_letter_reason,
     retry_reason,
 )
-from faaslens.ingest.events import Doc
 
 CAPTURED = Path(__file__).with_name("bulk_response_mixed.json")
 

@@ -99,7 +99,7 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
             **self.env,
         }
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process, closed in __exit__
+        log = open(self.log_path, "ab")  # owned by the emulator process, closed in __exit__
         self._log = log
         self._proc = subprocess.Popen(
             [

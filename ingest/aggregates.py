@@ -56,6 +56,13 @@ _OVERFLOW_KEY: Final = (OVERFLOW,) * len(CORE_LABELS)
 # an invocation that never finished, so these have the identity labels only.
 LIFECYCLE_LABELS: Final = ("function", "version", "environment", "provider", "region")
 _LIFECYCLE_OVERFLOW_KEY: Final = (OVERFLOW,) * len(LIFECYCLE_LABELS)
+_LIFECYCLE_FIELDS: Final = (
+    "faas.name",
+    "faas.version",
+    "service.environment",
+    "cloud.provider",
+    "cloud.region",
+)
 
 DURATION_BUCKETS: Final = (
     0.001,
@@ -628,16 +635,19 @@ class Aggregates:
             for m in metrics:
                 self._observe_custom(function, m, now)
 
-    def observe_started(self, start: dict[str, Any], now: float) -> None:
-        """Count one started invocation (``start``: resource + start event fields)."""
-        self._lifecycle_series(start, now).started += 1
+    def observe_started(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
+        """Count one started invocation (its frame's resource block and its start event,
+        whose fields win)."""
+        self._lifecycle_series(res, start, now).started += 1
 
-    def observe_unfinished(self, start: dict[str, Any], now: float) -> None:
-        """Count one invocation settled as unfinished (the fields of its start)."""
-        self._lifecycle_series(start, now).unfinished += 1
+    def observe_unfinished(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
+        """Count one invocation settled as unfinished (the same fields as its start)."""
+        self._lifecycle_series(res, start, now).unfinished += 1
 
-    def _lifecycle_series(self, fields: dict[str, Any], now: float) -> _LifecycleSeries:
-        get = fields.get
+    def _lifecycle_series(
+        self, res: dict[str, Any], ev: dict[str, Any], now: float
+    ) -> _LifecycleSeries:
+        get = res.get
         key: tuple[str, ...] = (
             get("faas.name", ""),
             get("faas.version", ""),
@@ -645,6 +655,10 @@ class Aggregates:
             get("cloud.provider", ""),
             get("cloud.region", ""),
         )
+        if not ev.keys().isdisjoint(_LIFECYCLE_FIELDS):  # a field of the event wins
+            key = tuple(
+                ev.get(field, value) for field, value in zip(_LIFECYCLE_FIELDS, key, strict=True)
+            )
         series = self._lifecycle
         s = series.get(key)
         if s is None:

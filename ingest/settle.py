@@ -46,8 +46,9 @@ def unfinished_source(res: dict[str, Any], start: dict[str, Any]) -> dict[str, A
 class Settler:
     """Tracks starts, settles them by record or deadline, shapes unfinished documents.
 
-    ``on_started`` / ``on_unfinished`` get the merged (resource + start) fields of
-    each started / unfinished invocation and ``now`` (the aggregates count them).
+    ``on_started`` gets the resource and the start event of each started invocation,
+    ``on_unfinished`` the merged fields of each unfinished one, and ``now``: the
+    aggregates count them.
     """
 
     __slots__ = ("late", "on_started", "on_unfinished", "pending", "unfinished")
@@ -55,8 +56,8 @@ class Settler:
     def __init__(
         self,
         pending: Pending,
-        on_started: Callable[[dict[str, Any], float], None],
-        on_unfinished: Callable[[dict[str, Any], float], None],
+        on_started: Callable[[dict[str, Any], dict[str, Any], float], None],
+        on_unfinished: Callable[[dict[str, Any], dict[str, Any], float], None],
     ) -> None:
         self.pending = pending
         self.on_started = on_started
@@ -69,7 +70,7 @@ class Settler:
         add = self.pending.start
         for res, start in starts:
             add(res, start, now)
-            self.on_started(res | start if res else start, now)
+            self.on_started(res, start, now)
 
     def finished(self, invocations: list[dict[str, Any]], docs: list[Doc]) -> None:
         """Settle the records of one frame; a late one's document becomes a replacement
@@ -92,7 +93,7 @@ class Settler:
     def _unfinished(self, exec_id: str, entry: Entry, now: float) -> Doc:
         source = unfinished_source(entry.res, entry.start)
         self.unfinished += 1
-        self.on_unfinished(source, now)
+        self.on_unfinished(entry.res, source, now)
         return Doc("invocations", exec_id, day_of(source["@timestamp"]), orjson.dumps(source))
 
     def next_deadline(self) -> float | None:

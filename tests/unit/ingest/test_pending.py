@@ -185,7 +185,11 @@ def test_every_start_is_settled_exactly_once(ops: list[tuple[str, int, int | Non
 def _settler(**kw: Any) -> tuple[Settler, list[dict[str, Any]], list[dict[str, Any]]]:
     started: list[dict[str, Any]] = []
     gone: list[dict[str, Any]] = []
-    s = Settler(table(**kw), lambda f, now: started.append(f), lambda f, now: gone.append(f))
+    s = Settler(
+        table(**kw),
+        lambda res, start, now: started.append(res | start),
+        lambda res, doc, now: gone.append(doc),
+    )
     return s, started, gone
 
 

@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"shipper/powertools = {ours / pt:4.2f} (goal <= 0.25)   "
                 f"shipper-nostart/floor = {one / floor:4.2f} (goal <= 3.00)   "
                 f"start event costs {ours - one:.0f} ns   "
-                f"shipper/structlog = {ours / sl:4.2f}   shipper-1400/floor-2 = {small / floor2:4.2f}"
+                f"shipper/structlog = {ours / sl:4.2f}   "
+                f"shipper-1400/floor-2 = {small / floor2:4.2f}"
             )
         ours = med["shipper"] - med["bare"]
         one = med["shipper-nostart"] - med["bare"]

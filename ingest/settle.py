@@ -17,38 +17,20 @@ Counts go to the aggregates (``faas_invocations_started_total``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
-import orjson
-
+from faaslens.ingest.documents import unfinished_doc
 from faaslens.ingest.events import Doc
 from faaslens.ingest.pending import Entry, Pending
-from faaslens.ingest.validate import day_of
 
-__all__ = ["UNFINISHED_REASON", "Settler", "unfinished_source"]
-
-# The value of event.reason on every unfinished invocation document (bounded).
-UNFINISHED_REASON: Final = "no invocation record received within its timeout plus grace period"
-
-
-def unfinished_source(res: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
-    """The unfinished invocation document of a start event (docs/protocol.md, "Documents")."""
-    doc = res.copy()
-    doc.update(start)
-    doc["event.dataset"] = "faas.invocation"
-    doc["event.kind"] = "event"
-    doc["event.outcome"] = "unknown"
-    doc["event.reason"] = UNFINISHED_REASON
-    doc["event.start"] = doc["@timestamp"]
-    return doc
+__all__ = ["Settler"]
 
 
 class Settler:
     """Tracks starts, settles them by record or deadline, shapes unfinished documents.
 
-    ``on_started`` gets the resource and the start event of each started invocation,
-    ``on_unfinished`` the merged fields of each unfinished one, and ``now``: the
-    aggregates count them.
+    ``on_started`` / ``on_unfinished`` get the resource block and the start event of
+    each started / unfinished invocation, and ``now``: the aggregates count them.
     """
 
     __slots__ = ("late", "on_started", "on_unfinished", "pending", "unfinished")
@@ -91,10 +73,9 @@ class Settler:
         return [self._unfinished(exec_id, entry, now) for exec_id, entry in due]
 
     def _unfinished(self, exec_id: str, entry: Entry, now: float) -> Doc:
-        source = unfinished_source(entry.res, entry.start)
         self.unfinished += 1
-        self.on_unfinished(entry.res, source, now)
-        return Doc("invocations", exec_id, day_of(source["@timestamp"]), orjson.dumps(source))
+        self.on_unfinished(entry.res, entry.start, now)
+        return unfinished_doc(exec_id, entry.res, entry.start)
 
     def next_deadline(self) -> float | None:
         """When :meth:`settle_due` next has something to do (monotonic seconds)."""

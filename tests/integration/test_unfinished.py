@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from faaslens.ingest.documents import UNFINISHED_REASON
 from faaslens.ingest.runner import Worker
-from faaslens.ingest.settle import UNFINISHED_REASON
 from faaslens.query import cli
 from faaslens.shipper.config import ShipperConfig
 from faaslens.shipper.core import Shipper

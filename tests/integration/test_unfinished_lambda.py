@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from faaslens.ingest.documents import UNFINISHED_REASON
 from faaslens.ingest.runner import Worker
-from faaslens.ingest.settle import UNFINISHED_REASON
 from tests.integration.lambda_rie import LambdaRuntime
 from tests.support import apoll_until, es_request, http_json, worker_test_config
 

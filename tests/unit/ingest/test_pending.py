@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from faaslens.ingest.documents import UNFINISHED_REASON
 from faaslens.ingest.events import Doc
 from faaslens.ingest.pending import Pending
-from faaslens.ingest.settle import UNFINISHED_REASON, Settler
+from faaslens.ingest.settle import Settler
 from faaslens.ingest.validate import Validator
 
 RES = {"faas.name": "checkout", "cloud.provider": "aws"}
@@ -188,7 +189,7 @@ def _settler(**kw: Any) -> tuple[Settler, list[dict[str, Any]], list[dict[str, A
     s = Settler(
         table(**kw),
         lambda res, start, now: started.append(res | start),
-        lambda res, doc, now: gone.append(doc),
+        lambda res, start, now: gone.append(res | start),
     )
     return s, started, gone
 

@@ -133,6 +133,7 @@ def test_generated_dashboards_are_up_to_date() -> None:
         "invocations.json",
         "errors.json",
         "worker-health.json",
+        "seed-compat.json",
     }
 
 

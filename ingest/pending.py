@@ -30,6 +30,9 @@ import orjson
 __all__ = ["Entry", "Pending"]
 
 STATE_VERSION = 1
+# The longest a start is waited for, whatever timeout it claims: a day (AWS allows
+# 15 minutes, GCP 60, Azure's premium plans unbounded; a longer claim is a bug or abuse).
+MAX_WAIT_S = 86_400
 
 Finish = Literal["settled", "late", "unseen"]
 
@@ -82,10 +85,11 @@ class Pending:
 
     def timeout_of(self, start: Mapping[str, Any]) -> int:
         """Whole seconds the worker waits beyond the start: the event's ``faas.timeout``
-        (nanoseconds, rounded up) or the default, plus the grace period."""
+        (nanoseconds, rounded up) or the default, plus the grace period; at most
+        :data:`MAX_WAIT_S`."""
         timeout_ns = start.get("faas.timeout")
         timeout_s = -(-timeout_ns // 1_000_000_000) if timeout_ns else self.default_timeout_s
-        return int(-(-(timeout_s + self.grace_s) // 1))
+        return min(int(-(-(timeout_s + self.grace_s) // 1)), MAX_WAIT_S)
 
     def start(self, res: dict[str, Any], start: dict[str, Any], now: float) -> bool:
         """Track a started invocation; False (and counted) if the table is full.

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from faaslens.ingest.documents import UNFINISHED_REASON
 from faaslens.ingest.events import Doc
-from faaslens.ingest.pending import Pending
+from faaslens.ingest.pending import MAX_WAIT_S, Pending
 from faaslens.ingest.settle import Settler
 from faaslens.ingest.validate import Validator
 
@@ -59,6 +59,12 @@ def test_a_fractional_timeout_is_rounded_up_never_shortened() -> None:
     p = table(grace_s=0.5)
     p.start(RES, {**start("a"), "faas.timeout": 2_000_000_001}, now=0.0)
     assert p.next_deadline() == 4.0  # ceil(2.000000001 s + 0.5 s)
+
+
+def test_a_huge_timeout_claim_waits_a_day_at_most() -> None:
+    p = table()
+    p.start(RES, {**start("a"), "faas.timeout": (1 << 63) - 1}, now=0.0)
+    assert p.next_deadline() == MAX_WAIT_S
 
 
 def test_deadlines_of_different_timeouts_come_out_in_time_order() -> None:
@@ -250,3 +256,39 @@ def test_a_late_record_replaces_the_unfinished_document() -> None:
 
 def test_doc_op_defaults_to_create() -> None:
     assert Doc("logs", "x", "2025.11.25", b"{}").op == "create"
+
+
+# ------------------------------------------------------------------ names on /metrics
+
+
+def test_settle_metrics_pass_promtool() -> None:
+    """The started/unfinished aggregates and the worker's settle figures, as exposed."""
+    import shutil
+    import subprocess
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from faaslens.ingest.aggregates import Aggregates
+    from faaslens.ingest.selfmetrics import SelfMetrics
+
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    registry = CollectorRegistry()
+    agg = Aggregates(registry)
+    s = Settler(table(grace_s=0.0), agg.observe_started, agg.observe_unfinished)
+    SelfMetrics(registry).watch_settling(lambda: (len(s.pending), s.pending.overflow, s.late))
+    s.started([(RES, start("a", 1)), (RES, start("b", 1))], now=0.0)
+    s.settle_due(5.0)
+    text = generate_latest(registry).decode()
+    for name in (
+        "faas_invocations_started_total",
+        "faas_invocations_unfinished_total",
+        "faaslens_pending_invocations",
+        "faaslens_pending_overflow_total",
+        "faaslens_unfinished_replaced_total",
+    ):
+        assert f"\n{name}" in text, name
+    done = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -90,7 +90,8 @@ def peak_rss() -> int | None:
 
 
 class Shipper:
-    """Sends one record per invocation, with its log lines, errors and metrics.
+    """Sends one record per invocation, with its log lines, errors and metrics; before
+    it, a start event (``start_events``) and, for long invocations, their lines so far.
 
     Parameters are for tests and simulations; in a function use the module
     functions (:func:`shipper.instrument`, ...), which share one shipper built

@@ -3,7 +3,9 @@
 The current invocation lives in a ContextVar, so concurrent invocations on
 threads or asyncio tasks never see each other's lines, labels or metrics.
 Everything recorded during an invocation is buffered here as tuples and
-serialized once, when it ends (see :mod:`shipper.core`).
+serialized once, when it ends (see :mod:`shipper.core`); the lines of an
+invocation that runs past the flush interval leave earlier, in batches
+(:mod:`shipper.flusher`).
 """
 
 from __future__ import annotations

@@ -139,6 +139,21 @@ async def test_a_dead_invocation_is_unfinished_with_its_lines_and_a_late_record_
         assert "event.outcome" in out and "unknown" in out
         assert UNFINISHED_REASON in out
         assert "last words" in out and "logs (1 lines)" in out
+        # ... and listed among the invocations whose outcome is unknown, alone.
+        code = await asyncio.to_thread(
+            cli.main,
+            [
+                "invocations",
+                "--outcome",
+                "unknown",
+                "--es-url",
+                es_url,
+                "--index-prefix",
+                es_prefix,
+            ],
+        )
+        out = capsys.readouterr().out
+        assert code == 0 and "dies-1" in out and "finished-1" not in out
 
         # The record comes after all: it replaces the unfinished document.
         dying.__exit__(None, None, None)

@@ -132,7 +132,7 @@ async def test_a_dead_invocation_is_unfinished_with_its_lines_and_a_late_record_
         # Found by id with the line that left before the end.
         code = await asyncio.to_thread(
             cli.main,
-            ["invocation", "dies-1", "--es-url", es_url, "--index-prefix", es_prefix],
+            ["invocation", "dies-1", "--es-url", es_url, "--es-index-prefix", es_prefix],
         )
         out = capsys.readouterr().out
         assert code == 0
@@ -148,7 +148,7 @@ async def test_a_dead_invocation_is_unfinished_with_its_lines_and_a_late_record_
                 "unknown",
                 "--es-url",
                 es_url,
-                "--index-prefix",
+                "--es-index-prefix",
                 es_prefix,
             ],
         )

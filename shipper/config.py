@@ -91,8 +91,9 @@ class ShipperConfig:
         # Announce each invocation with a start event, so the worker can tell one that
         # never finished (docs/protocol.md, t: "start").
         self.start_events: bool = True
-        # Lines of an invocation running longer than this leave every this often, so a
-        # process that dies keeps them (0: lines leave with the record only).
+        # A line leaves at most 3/4 of this after being logged once its invocation has run
+        # half of it (shipper/flusher.py), so a process that dies keeps the lines logged
+        # this long before (0: lines leave with the record only).
         self.flush_interval_ms: int = 1000
         self.prices: dict[str, Any] = {}
         for key, value in values.items():

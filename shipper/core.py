@@ -154,8 +154,10 @@ class Shipper:
         self._margin_ms = cfg.timeout_margin_ms
         self._next_seq = self._seq.__next__
         self._start_events = cfg.start_events
-        # Invocations running now, for the periodic flush of their lines (None: disabled).
+        # Invocations running now, for the periodic flush of their lines (None: disabled);
+        # those older than half the interval have their lines flushed (shipper/flusher.py).
         self._flush_ns = cfg.flush_interval_ms * 1_000_000
+        self._flush_age_ns = self._flush_ns // 2
         self._running: set[Invocation] | None = set() if self._flush_ns else None
         self._flusher: Any = None
         # Frames leave from the handler's thread and from the flusher and watchdog threads:
@@ -393,13 +395,13 @@ class Shipper:
                 self._flusher = Flusher(self._flush_ns / 1e9, self._flush_running)
 
     def _flush_running(self, now_ns: int) -> None:
-        """Send the pending lines of invocations running for at least the flush interval."""
+        """Send the pending lines of invocations running for at least half the flush interval."""
         running = self._running
         if not running:
             return
         try:
             for inv in list(running):
-                if inv.done or now_ns - inv.t0 < self._flush_ns:
+                if inv.done or now_ns - inv.t0 < self._flush_age_ns:
                     continue
                 lines = inv.take_unsent()
                 if not lines:

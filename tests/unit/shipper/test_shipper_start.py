@@ -115,3 +115,25 @@ def test_flush_disabled_starts_no_thread(rx: Receiver) -> None:
     sh.instrument(lambda: None)()
     assert sh._flusher is None
     assert orjson.loads(rx.frames()[0])["ev"][0]["t"] == "inv"
+
+
+def test_flush_schedule_lines_leave_within_three_quarters_of_the_interval(rx: Receiver) -> None:
+    """Invocations younger than half the interval keep their lines; older ones send them
+    (the thread wakes every quarter interval: a line leaves within 3/4 of it)."""
+    from faaslens.shipper.flusher import Flusher
+
+    sh = make_shipper(rx, start_events=False, flush_interval_ms=1000)
+    # A flusher thread that does nothing: this test calls the flush itself, at set times.
+    flusher = sh._flusher = Flusher(1.0, lambda now: None)
+    log = Logger("t", shipper=sh)
+    ms = 1_000_000
+    with sh.invocation(execution_id="sched") as inv:
+        log.info("early")
+        sh._flush_running(inv.t0 + 499 * ms)
+        assert rx.events() == []  # younger than half the interval: nothing yet
+        sh._flush_running(inv.t0 + 500 * ms)
+        assert [e["message"] for e in rx.events()] == ["early"]
+        sh._flush_running(inv.t0 + 750 * ms)
+        assert rx.events() == []  # nothing new to send
+    assert flusher._period == 0.25
+    sh.close()  # stops the flusher

@@ -15,8 +15,9 @@ entry is O(1) and leaves nothing behind (no lazy heap entries that outlive it).
 Bounded: at most ``cap`` pending entries (a start past the cap is refused and
 counted in :attr:`Pending.overflow`), and ``cap`` each of remembered ids
 (oldest forgotten first): those settled as unfinished, and those whose record
-came with no start pending (so that a start reordered behind its record is
-not waited for).
+came with no start pending while other starts were pending (so that a start
+reordered behind its record is not waited for; with no start pending at all,
+as for senders that send none, nothing is remembered).
 """
 
 from __future__ import annotations
@@ -100,8 +101,10 @@ class Pending:
         if self._finished and exec_id in self._finished:
             del self._finished[exec_id]
             return True  # its record is already here: nothing to wait for
-        self._drop(exec_id)
-        self._unfinished.pop(exec_id, None)
+        if exec_id in self._group_of:
+            self._drop(exec_id)
+        if self._unfinished:
+            self._unfinished.pop(exec_id, None)
         if len(self._group_of) >= self.cap:
             self.overflow += 1
             return False
@@ -121,7 +124,10 @@ class Pending:
         if self._unfinished and exec_id in self._unfinished:
             del self._unfinished[exec_id]
             return "late"
-        _remember(self._finished, exec_id, self.cap)
+        if self._group_of:
+            # Starts are coming in: this record's own start may still be on its way.
+            # (Records of senders without start events, alone, cost nothing here.)
+            _remember(self._finished, exec_id, self.cap)
         return "unseen"
 
     def _drop(self, exec_id: str) -> bool:

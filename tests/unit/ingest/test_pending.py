@@ -86,10 +86,18 @@ def test_a_late_record_is_told_apart_once() -> None:
 
 def test_a_start_reordered_behind_its_record_is_not_waited_for() -> None:
     p = table()
+    p.start(RES, start("other", 60), now=0.0)  # starts are coming in
     assert p.finish("a") == "unseen"
     p.start(RES, start("a", 1), now=0.0)
-    assert len(p) == 0
-    assert p.due(1e9) == []
+    assert len(p) == 1  # "other" only
+    assert [e for e, _ in p.due(1e9)] == ["other"]
+
+
+def test_records_of_senders_without_start_events_are_not_remembered() -> None:
+    p = table(cap=10)
+    for i in range(100):
+        assert p.finish(f"r{i}") == "unseen"
+    assert p.is_empty() and not p._finished
 
 
 def test_a_retry_with_the_same_id_replaces_the_pending_start() -> None:

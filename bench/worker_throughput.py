@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -88,12 +90,16 @@ async def worker_run(
         queue_max_bytes=max(frames, 10_000) * 2048,  # measure cost, not the queue bound
         batch_max_wait_s=0.2,
         shutdown_timeout_s=60,
+        # Starts still pending at the end (their record lost above capacity) are saved
+        # on stop: into a file of this run, not the current directory.
+        pending_state_path=os.path.join(
+            tempfile.gettempdir(), f"faaslens-bench-{os.getpid()}-pending.json"
+        ),
     )
     sink = NullSink(cfg.es_index_prefix, build_body=True)
     worker = Worker(cfg, sink=sink)
     if es_url:
         import dataclasses
-        import tempfile
 
         tmp = tempfile.mkdtemp(prefix="faaslens-bench-")
         cfg = dataclasses.replace(
@@ -131,6 +137,8 @@ async def worker_run(
         await worker.stop()  # flushes the last batches into Elasticsearch
     c1, w1 = time.process_time(), time.perf_counter()
     await worker.stop()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(cfg.pending_state_path)
     queue_full = int(m.drop_reasons["queue_full"]._value.get())
     docs = sink.count
     if es_url:

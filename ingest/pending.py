@@ -103,8 +103,8 @@ class Pending:
             return True  # its record is already here: nothing to wait for
         if exec_id in self._group_of:
             self._drop(exec_id)
-        if self._unfinished:
-            self._unfinished.pop(exec_id, None)
+        # An id settled as unfinished stays remembered: a retry reusing it (AWS retries
+        # do) must still have its record replace the unfinished document.
         if len(self._group_of) >= self.cap:
             self.overflow += 1
             return False
@@ -119,11 +119,12 @@ class Pending:
     def finish(self, exec_id: str) -> Finish:
         """A record arrived: ``settled`` (it was pending), ``late`` (it had already been
         settled as unfinished: its document must replace that one), else ``unseen``."""
-        if self._drop(exec_id):
-            return "settled"
+        pending = self._drop(exec_id)
         if self._unfinished and exec_id in self._unfinished:
             del self._unfinished[exec_id]
-            return "late"
+            return "late"  # (also when a retry with the same id was pending)
+        if pending:
+            return "settled"
         if self._group_of:
             # Starts are coming in: this record's own start may still be on its way.
             # (Records of senders without start events, alone, cost nothing here.)

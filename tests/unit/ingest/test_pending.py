@@ -109,6 +109,17 @@ def test_a_retry_with_the_same_id_replaces_the_pending_start() -> None:
     assert [e for e, _ in p.due(8.0)] == ["a"]
 
 
+def test_a_retry_of_an_unfinished_invocation_still_replaces_its_document() -> None:
+    """AWS retries reuse the request id: the retry's record must replace the first
+    attempt's unfinished document, not be refused as a duplicate of it."""
+    p = table(grace_s=0.0)
+    p.start(RES, start("a", 1), now=0.0)
+    assert [e for e, _ in p.due(2.0)] == ["a"]
+    p.start(RES, start("a", 1), now=3.0)  # the retry
+    assert p.finish("a") == "late"
+    assert len(p) == 0 and p.due(1e9) == []
+
+
 def test_the_table_is_capped_and_overflow_counted() -> None:
     p = table(cap=2)
     assert p.start(RES, start("a"), 0.0)
@@ -172,15 +183,15 @@ def test_every_start_is_settled_exactly_once(ops: list[tuple[str, int, int | Non
         if op == "start":
             if p.start(RES, start(exec_id, timeout), now) and exec_id in p:
                 open_.add(exec_id)
-                unfinished.discard(exec_id)
         elif op == "finish":
             got = p.finish(exec_id)
-            if exec_id in open_:
-                assert got == "settled"
-                open_.discard(exec_id)
-            elif exec_id in unfinished:
+            if exec_id in unfinished:  # its document must be replaced, retried or not
                 assert got == "late"
                 unfinished.discard(exec_id)
+                open_.discard(exec_id)
+            elif exec_id in open_:
+                assert got == "settled"
+                open_.discard(exec_id)
             else:
                 assert got == "unseen"
         else:

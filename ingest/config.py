@@ -307,6 +307,32 @@ class IngestConfig:
         "names",
         check=_at_least(1),
     )
+    unfinished_grace_s: float = setting(
+        10.0,
+        "a started invocation whose record has not come by its timeout plus this is "
+        "settled as unfinished",
+        "seconds",
+        check=_at_least(0),
+    )
+    unfinished_default_timeout_s: float = setting(
+        900.0,
+        "the timeout of a start that carries none (Azure, GCP, plain processes); "
+        "AWS Lambda's longest",
+        "seconds",
+        check=_positive,
+    )
+    pending_max: int = setting(
+        100_000,
+        "started invocations tracked at most (~0.7 KB each, bench/pending_memory.py); "
+        "more are counted in faaslens_pending_overflow_total and not settled",
+        "invocations",
+        check=_at_least(1),
+    )
+    pending_state_path: str = setting(
+        "var/pending-state.json",
+        "the pending starts are saved here on a graceful stop and read back on start",
+        metavar="FILE",
+    )
     sink: str = setting(
         "elasticsearch",
         "where documents go: elasticsearch, or null (discarded: benchmarks, metrics only)",

@@ -3,8 +3,10 @@
 Validation (:mod:`faaslens.ingest.validate`) decides what the protocol accepts;
 this module decides what is stored: the ECS ``event.*`` fields the worker adds
 (``event.dataset``, ``event.kind``, ``event.start``, ``event.end``), the
-document ids, the daily index each document goes to, and the error document
-projected from an invocation or log line that carries an error.
+document ids, the daily index each document goes to, the error document
+projected from an invocation or log line that carries an error, and the
+*unfinished* invocation document made from a start event whose record never
+came (:mod:`faaslens.ingest.settle` decides when).
 
 Sources leave here serialized (:class:`~faaslens.ingest.events.Doc`), so
 batching and the bulk body never touch the JSON again.
@@ -76,6 +78,24 @@ def log_doc_id(exec_id: str | None, src: str, seq: int, attempt: int | None = No
     number."""
     owner = attempt_id(exec_id, attempt) if exec_id is not None else src
     return f"{owner}-{seq}"
+
+
+# The value of event.reason on every unfinished invocation document (bounded).
+UNFINISHED_REASON: Final = "no invocation record received within its timeout plus grace period"
+
+
+def unfinished_doc(exec_id: str, res: dict[str, Any], start: dict[str, Any]) -> Doc:
+    """The unfinished invocation document of a start event (docs/protocol.md, "Settling
+    started invocations"): under the record's id and day, so the record can replace it."""
+    doc = res.copy()
+    doc.update(start)
+    doc["event.dataset"] = "faas.invocation"
+    doc["event.kind"] = "event"
+    doc["event.outcome"] = "unknown"
+    doc["event.reason"] = UNFINISHED_REASON
+    ts: int = doc["@timestamp"]
+    doc["event.start"] = ts
+    return Doc("invocations", exec_id, day_of(ts), orjson.dumps(doc))
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:

@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -31,9 +33,11 @@ from faaslens.ingest.batcher import Batcher
 from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, parse_hostport
 from faaslens.ingest.events import Sink
 from faaslens.ingest.http import HttpServer
+from faaslens.ingest.pending import Pending
 from faaslens.ingest.pipeline import Pipeline
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
 from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.settle import Settler
 from faaslens.ingest.sink_null import NullSink
 from faaslens.ingest.source_lines import LinesSource, start_lines
 from faaslens.ingest.source_tcp import TcpSource
@@ -89,6 +93,16 @@ class Worker:
             require_signature=config.require_signature,
             max_frame_bytes=config.max_frame_bytes,
         )
+        self.settler = Settler(
+            Pending(
+                cap=config.pending_max,
+                grace_s=config.unfinished_grace_s,
+                default_timeout_s=config.unfinished_default_timeout_s,
+            ),
+            self.aggregates.observe_started,
+            self.aggregates.observe_unfinished,
+        )
+        self.metrics.watch_settling(self._settling_figures)
         self.pipeline: Pipeline | None = None
         self.udp: UdpSource | None = None
         self.tcp: TcpSource | None = None
@@ -158,7 +172,9 @@ class Worker:
                 rejections=RejectionLog(),
                 retry_base_s=cfg.retry_base_s,
                 retry_max_s=cfg.retry_max_s,
+                settler=self.settler,
             )
+            self._load_pending()
             self.pipeline.start()
             reuse_port = cfg.reuse_port
             if cfg.tcp_listen:
@@ -200,6 +216,45 @@ class Worker:
         log.info(
             "worker started", udp=self.udp_address, tcp=self.tcp_address, http=self.http_address
         )
+
+    def _settling_figures(self) -> tuple[int, int, int]:
+        settler = self.settler
+        return len(settler.pending), settler.pending.overflow, settler.late
+
+    def _load_pending(self) -> None:
+        """Read back the pending table a graceful stop saved (then remove the file)."""
+        path = Path(self.config.pending_state_path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("pending state not readable", path=str(path), error=str(exc))
+            return
+        try:
+            n = self.settler.pending.load(data, time.monotonic(), time.time_ns() // 1_000_000)
+        except ValueError as exc:
+            log.error("pending state ignored", path=str(path), error=str(exc))
+            n = 0
+        log.info("pending invocations restored", count=n, path=str(path))
+        path.unlink(missing_ok=True)
+
+    def _save_pending(self) -> None:
+        """Write the pending table for the next start (atomically: temp file + rename)."""
+        pending = self.settler.pending
+        path = Path(self.config.pending_state_path)
+        if pending.is_empty() and not path.exists():
+            return
+        data = pending.dump(time.monotonic(), time.time_ns() // 1_000_000)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("pending state not saved", path=str(path), error=str(exc))
+            return
+        log.info("pending invocations saved", count=len(pending), path=str(path))
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -249,13 +304,15 @@ class Worker:
                 await asyncio.wait_for(self.pipeline.drain(), left())
             except TimeoutError:
                 self.pipeline.abandon()
-        # 3. the sink
+        # 3. what is still pending, for the next start (unfinished ones were settled above)
+        self._save_pending()
+        # 4. the sink
         if self._sink is not None:
             try:
                 await asyncio.wait_for(self._sink.close(), left())
             except TimeoutError:
                 log.error("sink did not close in time")
-        # 4. housekeeping and HTTP last, so /metrics tells the story until the end
+        # 5. housekeeping and HTTP last, so /metrics tells the story until the end
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -44,6 +44,7 @@ class ShipperConfig:
         "echo",
         "endpoint",
         "environment",
+        "flush_interval_ms",
         "function_name",
         "gcp_generation",
         "hmac_key",
@@ -58,6 +59,7 @@ class ShipperConfig:
         "region",
         "service",
         "service_version",
+        "start_events",
         "tcp_timeout_s",
         "timeout_margin_ms",
     )
@@ -89,6 +91,13 @@ class ShipperConfig:
         self.tcp_timeout_s: float = 0.5
         # An HTTP answer with this status or above makes the outcome a failure; 0: never.
         self.http_failure_status: int = 500
+        # Announce each invocation with a start event, so the worker can tell one that
+        # never finished (docs/protocol.md, t: "start").
+        self.start_events: bool = True
+        # A line leaves at most 3/4 of this after being logged once its invocation has run
+        # half of it (shipper/flusher.py), so a process that dies keeps the lines logged
+        # this long before (0: lines leave with the record only).
+        self.flush_interval_ms: int = 1000
         self.prices: dict[str, Any] = {}
         for key, value in values.items():
             if key not in self.__slots__:
@@ -118,6 +127,8 @@ def _coerce(key: str, raw: Any) -> Any:
     try:
         if key in ("echo", "disabled"):
             return parse_bool(raw, default=False)  # both are off unless switched on
+        if key == "start_events":
+            return parse_bool(raw, default=True)
         if key == "max_datagram" and raw in (None, ""):
             return None
         if key in (
@@ -126,6 +137,7 @@ def _coerce(key: str, raw: Any) -> Any:
             "timeout_margin_ms",
             "gcp_generation",
             "http_failure_status",
+            "flush_interval_ms",
         ):
             value = int(raw)
             if key == "http_failure_status" and value and not 100 <= value <= 999:

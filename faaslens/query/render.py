@@ -83,6 +83,7 @@ FORMATTERS: Mapping[str, Callable[[Any], str]] = {
     "event.end": format_ms,
     "event.duration": duration_ns,
     "faas.coldstart_duration": duration_ns,
+    "faas.timeout": duration_ns,
     "faas.mem_usage": size_bytes,
     "faas.max_memory": size_bytes,
     "faas.cost.usd": usd,

@@ -102,6 +102,17 @@ def build() -> Board:
         timeseries(
             "Queue depth and spool",
             [prom(queue, "queue depth"), prom(spool, "spool bytes")],
-            w=24,
+        ),
+        timeseries(
+            "Pending starts",
+            [
+                prom(f"sum(faaslens_pending_invocations{{{INST}}})", "pending"),
+                _series("faaslens_pending_overflow_total", "not tracked (table full)/s"),
+                _series("faaslens_unfinished_replaced_total", "late records replacing/s"),
+            ],
+            description="Started invocations waiting for their record (each is settled by "
+            "its record or, past its timeout plus grace, as unfinished); starts refused "
+            "because pending_max was reached; records that came after their invocation had "
+            "been settled as unfinished.",
         ),
     )

@@ -42,7 +42,12 @@ def _replay_all(spool: Spool) -> list[Doc]:
 
 
 def test_record_round_trip_keeps_every_field() -> None:
-    docs = [*_batch(0, 5), Doc("logs", "ünïcode-id", "2026.01.02", b'{"a":"\\u00e9"}')]
+    docs = [
+        *_batch(0, 5),
+        Doc("logs", "ünïcode-id", "2026.01.02", b'{"a":"\\u00e9"}'),
+        Doc("invocations", "replaces-unfinished", "2026.01.02", b"{}", "index"),
+        Doc("errors", "e", "2026.01.02", b"{}", "create"),
+    ]
     record = encode_record(docs)
     assert record[:4] == b"FLS1"
     assert decode_payload(record[12:]) == docs

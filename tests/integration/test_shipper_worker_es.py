@@ -312,7 +312,8 @@ async def test_tcp_record_after_a_worker_restart_is_delivered(
     async with Worker(config("second"), registry=CollectorRegistry()) as second:
         await asyncio.to_thread(handler, {}, LambdaContext("tcp-after-restart"))
         stats = sh.snapshot()
-        assert stats["send_errors"] == 0 and stats["frames_sent"] == 2
+        # A start event and a record per invocation, all written.
+        assert stats["send_errors"] == 0 and stats["frames_sent"] == 4
         found = await _wait_for(
             lambda: search(
                 es_url, f"{es_prefix}-invocations-*", {"ids": {"values": ["tcp-after-restart"]}}

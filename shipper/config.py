@@ -195,15 +195,25 @@ def parse_endpoint(endpoint: str) -> tuple[str, str, int]:
     return scheme, host, port
 
 
-def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> ShipperConfig:
+def load_config(
+    environ: Mapping[str, str] | None = None, *, strict: bool = False, **overrides: Any
+) -> ShipperConfig:
     """Settings from ``FAASLENS_*`` variables, then ``overrides``.
 
     A bad environment value is reported on stderr and ignored: instrumentation
-    must never stop a function from running. Bad ``overrides`` raise
-    :class:`ConfigError` since they come from code the user is writing.
+    must never stop a function from running. With ``strict`` (a command line
+    such as ``faaslens demo``, where a typo should stop the run) it raises
+    :class:`ConfigError` naming the variable instead. Bad ``overrides`` always
+    raise :class:`ConfigError` since they come from code the user is writing.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+
+    def bad(message: str) -> None:
+        if strict:
+            raise ConfigError(message)
+        print(f"faaslens: ignoring bad setting: {message}", file=sys.stderr)
+
     for key in ShipperConfig.__slots__:
         if key == "prices":
             continue
@@ -215,7 +225,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> S
         try:
             values[key] = _coerce(key, raw)
         except ConfigError as exc:
-            print(f"faaslens: ignoring bad setting: {exc}", file=sys.stderr)
+            bad(str(exc))
     prices: dict[str, Any] = {}
     for name in PRICE_ENV_KEYS:
         raw = env.get(f"{ENV_PREFIX}PRICE_{name.upper()}")
@@ -227,10 +237,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> S
         try:
             prices[name] = float(raw)
         except ValueError:
-            print(
-                f"faaslens: ignoring bad setting: {ENV_PREFIX}PRICE_{name.upper()}={raw!r}",
-                file=sys.stderr,
-            )
+            bad(f"{ENV_PREFIX}PRICE_{name.upper()}: not a number: {raw!r}")
     if prices:
         values["prices"] = prices
     values.update(overrides)

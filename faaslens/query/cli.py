@@ -22,7 +22,9 @@ from faaslens.commandline import (
     EXIT_OK,
     EXIT_USAGE,
     Parser,
+    bounded,
     fail,
+    non_empty,
 )
 from faaslens.ingest.config import ConfigError, add_arguments, load_config
 
@@ -37,7 +39,7 @@ def _window_and_limit(parser: argparse.ArgumentParser, since: str, limit: int, w
     parser.add_argument("--until", help=f"to: {TIME_HELP} (default: now)")
     parser.add_argument(
         "--limit",
-        type=int,
+        type=bounded(int, 1),
         default=limit,
         metavar="N",
         help=f"{what} listed, at most (default: {limit})",
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         help="one invocation: record, log lines in order, errors",
         description="One invocation: its record, its log lines in order, its errors.",
     )
-    one.add_argument("invocation_id", help="faas.execution, as the platform gave it")
+    one.add_argument(
+        "invocation_id", type=non_empty, help="faas.execution, as the platform gave it"
+    )
 
     many = sub.add_parser(
         "invocations",
@@ -85,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     many.add_argument(
         "--min-duration",
-        type=float,
+        type=bounded(float, 0),
         metavar="MS",
         help="handler duration of at least this many milliseconds (default: any)",
     )
@@ -128,8 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         until = parse_time(args.until) if getattr(args, "until", None) else None
     except TimeSpecError as exc:
         parser.error(str(exc))
-    if getattr(args, "limit", 1) < 1:
-        parser.error("--limit must be at least 1")
 
     # After the arguments are checked: these bring the Elasticsearch client (~0.5 s).
     from faaslens.query import render

@@ -47,7 +47,20 @@ def main(argv: Sequence[str]) -> int:
         names = asyncio.run(_install(config))
     except ConfigError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
-    except (ApiError, TransportError, OSError) as exc:
-        return fail(PROG, f"Elasticsearch at {config.es_url}: {exc}", EXIT_ELASTICSEARCH)
+    except ApiError as exc:
+        error = exc.body.get("error") if isinstance(exc.body, dict) else None
+        reason = error.get("reason", exc.message) if isinstance(error, dict) else exc.message
+        return fail(
+            PROG,
+            f"Elasticsearch at {config.es_url} refused the templates ({exc.meta.status}): {reason}",
+            EXIT_ELASTICSEARCH,
+        )
+    except (TransportError, OSError) as exc:
+        # The transport's own text names the cause (refused, unknown host, TLS); str() of
+        # the exception is only "Connection error".
+        reason = getattr(exc, "message", None) or str(exc)
+        return fail(
+            PROG, f"cannot reach Elasticsearch at {config.es_url} ({reason})", EXIT_ELASTICSEARCH
+        )
     print(f"installed {len(names)} templates at {config.es_url}: {', '.join(names)}")
     return EXIT_OK

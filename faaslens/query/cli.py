@@ -27,6 +27,7 @@ from faaslens.commandline import (
     non_empty,
 )
 from faaslens.ingest.config import ConfigError, add_arguments, load_config
+from faaslens.protocol import MAX_EXECUTION_ID
 
 PROG = "faaslens query"
 TIME_HELP = "15m, 2h, 7d (that long ago) or an ISO 8601 time"
@@ -44,6 +45,15 @@ def _window_and_limit(parser: argparse.ArgumentParser, since: str, limit: int, w
         metavar="N",
         help=f"{what} listed, at most (default: {limit})",
     )
+
+
+def _invocation_id(text: str) -> str:
+    """An argparse ``type``: an id the protocol allows (a longer one was never stored)."""
+    if len(non_empty(text)) > MAX_EXECUTION_ID:
+        raise argparse.ArgumentTypeError(
+            f"{len(text)} characters: invocation ids have at most {MAX_EXECUTION_ID}"
+        )
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         description="One invocation: its record, its log lines in order, its errors.",
     )
     one.add_argument(
-        "invocation_id", type=non_empty, help="faas.execution, as the platform gave it"
+        "invocation_id",
+        type=_invocation_id,
+        help=f"faas.execution, as the platform gave it (1-{MAX_EXECUTION_ID} characters)",
     )
 
     many = sub.add_parser(
@@ -132,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         until = parse_time(args.until) if getattr(args, "until", None) else None
     except TimeSpecError as exc:
         parser.error(str(exc))
+    if since is not None and until is not None and until <= since:
+        parser.error(f"--until ({args.until}) is not after --since ({args.since})")
 
     # After the arguments are checked: these bring the Elasticsearch client (~0.5 s).
     from faaslens.query import render

@@ -152,6 +152,8 @@ BAD_VALUES = [
     (["query", "invocations", "--min-duration", "-1"], {}, "--min-duration"),
     (["query", "invocations", "--min-duration", "nan"], {}, "--min-duration"),
     (["query", "invocation", " "], {}, "invocation_id"),
+    (["query", "invocation", "x" * 129], {}, "at most 128"),
+    (["query", "errors", "--since", "1h", "--until", "2h"], {}, "--until"),
     (["demo", "--rate", "x"], {}, "--rate"),
     (["demo", "--rate", "0"], {}, "--rate"),
     (["demo", "--duration", "-5"], {}, "--duration"),

@@ -22,7 +22,7 @@ from faaslens.commandline import (
     EXIT_STATUSES,
     EXIT_USAGE,
 )
-from faaslens.ingest.config import IngestConfig, env_name, fields_for, flag
+from faaslens.ingest.config import IngestConfig, env_name, fields_for, flag, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 # Every --help there is: the subcommands, and the query commands under them.
@@ -291,3 +291,16 @@ def test_what_stops_the_worker_at_start_is_named_on_one_plain_line(tmp_path: Pat
             assert done.returncode == EXIT_START, (settings, done.stderr)
             assert done.stderr.splitlines()[-1] == f"faaslens ingest: {message}", done.stderr
             assert "Traceback" not in done.stderr
+
+
+def test_a_variable_set_to_nothing_is_not_set_unless_empty_is_a_value(tmp_path: Path) -> None:
+    """``FAASLENS_X=`` for a boolean or a number leaves the file's value (or the default);
+    for text it is the empty value (an empty listen address disables the source)."""
+    config = tmp_path / "faaslens.toml"
+    config.write_text("reuse_port = true\nbatch_max_docs = 10\nbatch_max_wait_s = 0.25\n")
+    blank = {"FAASLENS_REUSE_PORT": "", "FAASLENS_BATCH_MAX_DOCS": " ", "FAASLENS_UDP_LISTEN": ""}
+    blank["FAASLENS_BATCH_MAX_WAIT_S"] = ""
+    loaded = load_config(environ=blank, config_file=config)
+    assert (loaded.reuse_port, loaded.batch_max_docs, loaded.batch_max_wait_s) == (True, 10, 0.25)
+    assert loaded.udp_listen == ""
+    assert load_config(environ={"FAASLENS_SERIES_CAP": ""}).series_cap == IngestConfig().series_cap

@@ -26,7 +26,6 @@ DEFAULT_REDACT_KEYS = ("password", "secret", "token", "authorization", "cookie",
 PRICE_ENV_KEYS = ("per_request", "per_gb_s", "per_ghz_s", "per_vcpu_s", "price_id")
 
 
-
 class ConfigError(ValueError):
     """A setting that cannot be used, with the name that holds it."""
 
@@ -119,7 +118,7 @@ def _coerce(key: str, raw: Any) -> Any:
         if key == "max_datagram" and raw in (None, ""):
             return None
         if key in ("max_datagram", "debug_buffer", "timeout_margin_ms", "gcp_generation"):
-            value = int(raw)
+            value = _number(int, raw)
             if key == "max_datagram" and not 256 <= value <= 65_507:
                 raise ValueError("must be between 256 and 65507")
             if key == "gcp_generation" and value not in (1, 2):
@@ -128,11 +127,11 @@ def _coerce(key: str, raw: Any) -> Any:
                 raise ValueError("must be >= 0")
             return value
         if key == "memory_mb":
-            return None if raw in (None, "") else int(raw)
+            return None if raw in (None, "") else _number(int, raw)
         if key == "cpu":
-            return None if raw in (None, "") else float(raw)
+            return None if raw in (None, "") else _number(float, raw)
         if key in ("log_sample_rate", "tcp_timeout_s"):
-            value_f = float(raw)
+            value_f = _number(float, raw)
             if key == "log_sample_rate" and not 0.0 <= value_f <= 1.0:
                 raise ValueError("must be between 0 and 1")
             return value_f
@@ -158,6 +157,22 @@ def _coerce(key: str, raw: Any) -> Any:
         return None if raw is None else str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from exc
+
+
+def _number(kind: type[int] | type[float], raw: Any) -> Any:
+    """A number from code (as ``kind()`` takes it) or from a variable's text."""
+    if not isinstance(raw, str):
+        return kind(raw)
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"not {what}: {raw!r}") from None
+
+
+# Settings where a variable set to nothing is a value (no key is redacted); for the
+# others it counts as not set, as for the worker's booleans and numbers.
+BLANK_IS_A_VALUE = frozenset({"redact_keys"})
 
 
 LOOPBACK_DATAGRAM = 60_000
@@ -220,7 +235,7 @@ def load_config(
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is None and key == "service":
             raw = env.get("OTEL_SERVICE_NAME")
-        if raw is None:
+        if raw is None or (not raw.strip() and key not in BLANK_IS_A_VALUE):
             continue
         try:
             values[key] = _coerce(key, raw)
@@ -229,7 +244,7 @@ def load_config(
     prices: dict[str, Any] = {}
     for name in PRICE_ENV_KEYS:
         raw = env.get(f"{ENV_PREFIX}PRICE_{name.upper()}")
-        if raw is None:
+        if raw is None or not raw.strip():
             continue
         if name == "price_id":
             prices[name] = raw[:64]

@@ -378,6 +378,14 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     return value
 
 
+def _blank_is_unset(name: str) -> bool:
+    """Whether a variable set to nothing (``FAASLENS_X=``) counts as not set: for
+    booleans and numbers, which have no empty value, so that the file's value or the
+    default stays. For text an empty value is a value (``FAASLENS_UDP_LISTEN=``
+    disables UDP)."""
+    return isinstance(getattr(_DEFAULTS, name), bool | int | float)
+
+
 def _number(kind: Callable[[Any], Any], raw: Any, what: str) -> Any:
     try:
         return kind(raw)
@@ -488,8 +496,9 @@ def load_config(
                 values[key] = _coerce(key, raw, f"config file {path}: {key}")
     for name in names:
         raw_env = env.get(env_name(name))
-        if raw_env is not None:
-            values[name] = _coerce(name, raw_env, env_name(name))
+        if raw_env is None or (not raw_env.strip() and _blank_is_unset(name)):
+            continue
+        values[name] = _coerce(name, raw_env, env_name(name))
     if args is not None:
         for name in names:
             raw_flag = getattr(args, name, None)

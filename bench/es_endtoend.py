@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from faaslens.protocol import INDEX_KINDS
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
@@ -47,10 +49,10 @@ from _worker_frames import frame, templates  # noqa: E402
 from elasticsearch import AsyncElasticsearch, Elasticsearch, helpers  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from faaslens.ingest.bulk import build_body  # noqa: E402
 from faaslens.ingest.config import IngestConfig  # noqa: E402
 from faaslens.ingest.events import Doc  # noqa: E402
-from faaslens.ingest.sink_es import ElasticsearchSink  # noqa: E402
+from faaslens.ingest.sink_es.bulk import build_body  # noqa: E402
+from faaslens.ingest.sink_es.sink import ElasticsearchSink  # noqa: E402
 from faaslens.ingest.templates import delete_templates, install_templates, load_templates  # noqa: E402
 from faaslens.ingest.validate import Validator  # noqa: E402
 
@@ -190,7 +192,7 @@ async def _sink_run(
     stats = {
         "indexed": sum(
             value("faaslens_docs_indexed_total", index_kind=k)
-            for k in ("invocations", "logs", "errors")
+            for k in INDEX_KINDS
         ),
         "duplicate": value("faaslens_docs_duplicate_total"),
         "spooled": value("faaslens_docs_spooled_total"),
@@ -271,7 +273,7 @@ async def _worker_run(
     def confirmed() -> float:
         return sum(
             value("faaslens_docs_indexed_total", index_kind=k)
-            for k in ("invocations", "logs", "errors")
+            for k in INDEX_KINDS
         ) + value("faaslens_docs_duplicate_total")
 
     started, cpu0 = time.perf_counter(), time.process_time()
@@ -349,7 +351,7 @@ def main() -> int:
         return 2
     docs = make_docs(max(1, n_docs // 4))
     avg = sum(len(d.source) for d in docs) / len(docs)
-    kinds = {k: sum(1 for d in docs if d.kind == k) for k in ("invocations", "logs", "errors")}
+    kinds = {k: sum(1 for d in docs if d.kind == k) for k in INDEX_KINDS}
     print(
         f"es_endtoend: {len(docs)} docs/measurement ({kinds}), avg source {avg:.0f} B, "
         f"batch {args.batch}, {args.writers} writers, {rounds} round(s), {args.es_url}"

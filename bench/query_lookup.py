@@ -46,9 +46,9 @@ from typing import Any
 import orjson
 from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 
-from faaslens.ingest.bulk import build_body
 from faaslens.ingest.config import IngestConfig
 from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es.bulk import build_body
 from faaslens.ingest.templates import install_templates, templates_for
 from faaslens.ingest.validate import Validator
 from faaslens.query.client import QueryClient

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from faaslens.values import parse_bool
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FAASLENS_"
 
@@ -100,14 +102,7 @@ def _coerce(name: str, raw: Any) -> Any:
     default = getattr(_DEFAULTS, name)
     try:
         if isinstance(default, bool):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(f"not a boolean: {raw!r}")
+            return parse_bool(raw, default)
         if isinstance(default, int):
             if isinstance(raw, bool):
                 raise ValueError("boolean where an integer is expected")

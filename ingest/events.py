@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, NamedTuple, Protocol
 
+# The typed form of faaslens.protocol.INDEX_KINDS (a test keeps the two equal).
 IndexKind = Literal["invocations", "logs", "errors"]
 
 # Bounded rejection reasons: these are the only values of the `reason` label.

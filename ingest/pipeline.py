@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from faaslens.backoff import Backoff
 from faaslens.ingest.aggregates import Aggregates
 from faaslens.ingest.aio import wait_event
 from faaslens.ingest.batcher import Batcher
@@ -324,15 +325,14 @@ class Pipeline:
 
     async def _write(self, batch: Sequence[Doc]) -> None:
         """Write one batch, retrying a sink that raises (its contract is not to)."""
-        delay = self.retry_base_s
+        backoff = Backoff(self.retry_base_s, self.retry_max_s)
         while True:
             try:
                 await self.sink.write(batch)
             except Exception as exc:  # a broken sink must not kill the pipeline
                 self.metrics.sink_errors.inc()
                 log.error("sink write failed, retrying", error=repr(exc), docs=len(batch))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             self.metrics.batches.inc()
             self.docs_written += len(batch)

@@ -267,7 +267,7 @@ def make_sink(config: IngestConfig, registry: CollectorRegistry) -> Sink:
     if config.sink == "null":
         return NullSink(config.es_index_prefix)
     if config.sink == "elasticsearch":
-        from faaslens.ingest.sink_es import ElasticsearchSink  # heavy import, only when used
+        from faaslens.ingest.sink_es.sink import ElasticsearchSink  # heavy import, only when used
 
         return ElasticsearchSink(config, registry)
     raise ConfigError(f"sink: expected 'elasticsearch' or 'null', got {config.sink!r}")

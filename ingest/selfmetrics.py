@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from faaslens.ingest.events import EVENT_REASONS, FRAME_REASONS
+from faaslens.protocol import INDEX_KINDS
 
 __all__ = ["DROP_REASONS", "RejectionLog", "SelfMetrics"]
 
@@ -133,7 +134,7 @@ class SelfMetrics:
             "faaslens_docs_built", "Documents built for the sink", ["index"], registry=registry
         )
         self.docs_built_by_kind = {
-            k: self.docs_built.labels(k) for k in ("invocations", "logs", "errors")
+            k: self.docs_built.labels(k) for k in INDEX_KINDS
         }
         self.batches = Counter(
             "faaslens_batches_written",

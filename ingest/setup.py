@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from elasticsearch import ApiError, TransportError
 
 from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv
-from faaslens.ingest.sink_es import make_client
+from faaslens.ingest.sink_es.client import make_client
 from faaslens.ingest.templates import install_templates, templates_for
 
 

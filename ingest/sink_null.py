@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from faaslens.ingest.bulk import build_body
 from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es.bulk import build_body
 
 __all__ = ["NullSink"]
 

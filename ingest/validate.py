@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from faaslens import protocol as P
 from faaslens.ingest.events import Doc
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
 
@@ -45,9 +46,6 @@ _MS_PER_DAY: Final = 86_400_000
 
 _OUTCOMES: Final = frozenset({"success", "failure", "unknown"})
 _TRIGGERS: Final = frozenset({"http", "pubsub", "datasource", "timer", "other"})
-_LEVELS: Final = frozenset({"debug", "info", "warning", "error", "critical"})
-_METRIC_KINDS: Final = frozenset({"counter", "gauge", "histogram"})
-_ERROR_LEVELS: Final = frozenset({"error", "critical"})
 
 _Spec = tuple[int, Any]
 
@@ -67,9 +65,9 @@ RESOURCE_FIELDS: Final[dict[str, _Spec]] = {
 }
 
 _ERROR_FIELDS: Final[dict[str, _Spec]] = {
-    "error.type": (_STR, 256),
-    "error.message": (_STR, 8 * 1024),
-    "error.stack_trace": (_STR, 32 * 1024),
+    "error.type": (_STR, P.MAX_ERROR_TYPE),
+    "error.message": (_STR, P.MAX_ERROR_MESSAGE),
+    "error.stack_trace": (_STR, P.MAX_STACK),
     "error.grouping_key": (_STR, 64),
 }
 _TRACE_FIELDS: Final[dict[str, _Spec]] = {"trace.id": (_HEX, 32), "span.id": (_HEX, 16)}
@@ -107,10 +105,10 @@ LOG_FIELDS: Final[dict[str, _Spec]] = {
     "t": (_SKIP, None),
     "@timestamp": (_UINT, _MAX_TS),
     "event.sequence": (_UINT, _MAX_INT),
-    "log.level": (_ENUM, _LEVELS),
-    "message": (_STR, 32 * 1024),
+    "log.level": (_ENUM, P.LEVELS),
+    "message": (_STR, P.MAX_MESSAGE),
     "faas.execution": (_EXEC, 128),
-    "log.logger": (_STR, 256),
+    "log.logger": (_STR, P.MAX_LOGGER),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_LOG_LABELS, None),
@@ -138,15 +136,6 @@ ERROR_DOC_EVENT_FIELDS: Final = frozenset(
 _ERROR_DOC_FIELDS: Final = ERROR_DOC_EVENT_FIELDS | frozenset(RESOURCE_FIELDS)
 
 _ENVELOPE_KEYS: Final = frozenset({"v", "src", "seq", "res", "ev"})
-_MAX_EVENTS: Final = 1000
-_INV_LABELS_MAX: Final = 32
-_INV_LABEL_VALUE_MAX: Final = 1024
-_LOG_LABELS_MAX: Final = 64
-_LOG_LABELS_DEPTH: Final = 4  # levels of objects/arrays, the labels object itself included
-_METRICS_MAX: Final = 64
-_METRIC_LABELS_MAX: Final = 5
-_METRIC_LABEL_VALUE_MAX: Final = 64
-_METRIC_UNIT_MAX: Final = 16
 
 _SRC_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _KEY_ID_RE: Final = re.compile(rb"[A-Za-z0-9_.\-]{1,32}")
@@ -223,7 +212,7 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
         raise _Reject("wrong_type")
     if _METRIC_NAME_RE.fullmatch(name) is None:
         raise _Reject("too_large" if len(name) > 64 else "bad_value")
-    if kind not in _METRIC_KINDS:
+    if kind not in P.METRIC_KINDS:
         raise _Reject("bad_value")
     tv = type(value)
     if tv is not int and tv is not float:
@@ -234,20 +223,20 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
     if labels is not None or "labels" in m:
         if type(labels) is not dict:
             raise _Reject("wrong_type")
-        if len(labels) > _METRIC_LABELS_MAX:
+        if len(labels) > P.MAX_METRIC_LABELS:
             raise _Reject("too_large")
         for lk, lv in labels.items():
             if _METRIC_NAME_RE.fullmatch(lk) is None:
                 raise _Reject("bad_value")
             if type(lv) is not str:
                 raise _Reject("wrong_type")
-            if len(lv) > _METRIC_LABEL_VALUE_MAX:
+            if len(lv) > P.MAX_METRIC_LABEL_VALUE:
                 raise _Reject("too_large")
     if "unit" in m:
         unit = m["unit"]
         if type(unit) is not str:
             raise _Reject("wrong_type")
-        if len(unit) > _METRIC_UNIT_MAX:
+        if len(unit) > P.MAX_METRIC_UNIT:
             raise _Reject("too_large")
     if len(m) > 3 + ("labels" in m) + ("unit" in m):
         extra = [k for k in m if k not in _METRIC_KEYS]
@@ -307,26 +296,26 @@ def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
         elif code == _INV_LABELS:
             if tv is not dict:
                 raise _Reject("wrong_type")
-            if len(val) > _INV_LABELS_MAX:
+            if len(val) > P.MAX_INV_LABELS:
                 raise _Reject("too_large")
             for lv in val.values():
                 if type(lv) is not str:
                     raise _Reject("wrong_type")
-                if len(lv) > _INV_LABEL_VALUE_MAX:
+                if len(lv) > P.MAX_INV_LABEL_VALUE:
                     raise _Reject("too_large")
         elif code == _LOG_LABELS:
             if tv is not dict:
                 raise _Reject("wrong_type")
-            if len(val) > _LOG_LABELS_MAX:
+            if len(val) > P.MAX_LOG_LABELS:
                 raise _Reject("too_large")
             for lv in val.values():
                 tl = type(lv)
-                if (tl is dict or tl is list) and not _depth_ok(lv, _LOG_LABELS_DEPTH - 1):
+                if (tl is dict or tl is list) and not _depth_ok(lv, P.LOG_LABELS_DEPTH - 1):
                     raise _Reject("too_large")
         elif code == _METRICS:
             if tv is not list:
                 raise _Reject("wrong_type")
-            if len(val) > _METRICS_MAX:
+            if len(val) > P.MAX_METRICS:
                 raise _Reject("too_large")
             cleaned = []
             extra = 0
@@ -426,7 +415,7 @@ class Validator:
             or seq < 1
             or seq > _MAX_INT
             or type(evs) is not list
-            or not 0 < len(evs) <= _MAX_EVENTS
+            or not 0 < len(evs) <= P.MAX_EVENTS
             or not _ENVELOPE_KEYS.issuperset(env)
         ):
             return FrameResult("bad_envelope")
@@ -498,7 +487,7 @@ class Validator:
             # encode() gives '{"t":"log",' then the members: keep the members only.
             source = head + encode(ev)[_LOG_HEAD:-1] + _LOG_TAIL
             docs.append(Doc("logs", doc_id, day, source))
-            if ev.f_error_type is not UNSET and ev.f_log_level in _ERROR_LEVELS:
+            if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, _error_source(res | to_dict(ev))))
         return result
 
@@ -544,7 +533,7 @@ class Validator:
             merged = ev
             source = b"{" + res_json + orjson.dumps(ev)[1:-1] + _LOG_TAIL
         docs.append(Doc("logs", doc_id, day, source))
-        if "error.type" in ev and ev["log.level"] in _ERROR_LEVELS:
+        if "error.type" in ev and ev["log.level"] in P.ERROR_LEVELS:
             if merged is ev:
                 merged = res | ev
             docs.append(Doc("errors", doc_id, day, _error_source(merged)))
@@ -580,14 +569,14 @@ def _fast_decoder() -> FastDecoder:
         log=LOG_FIELDS,
         log_required=LOG_REQUIRED,
         limits={
-            "events": _MAX_EVENTS,
-            "inv_labels": _INV_LABELS_MAX,
-            "inv_label_value": _INV_LABEL_VALUE_MAX,
-            "log_labels": _LOG_LABELS_MAX,
-            "log_labels_depth": _LOG_LABELS_DEPTH,
-            "metrics": _METRICS_MAX,
-            "metric_labels": _METRIC_LABELS_MAX,
-            "metric_label_value": _METRIC_LABEL_VALUE_MAX,
-            "metric_unit": _METRIC_UNIT_MAX,
+            "events": P.MAX_EVENTS,
+            "inv_labels": P.MAX_INV_LABELS,
+            "inv_label_value": P.MAX_INV_LABEL_VALUE,
+            "log_labels": P.MAX_LOG_LABELS,
+            "log_labels_depth": P.LOG_LABELS_DEPTH,
+            "metrics": P.MAX_METRICS,
+            "metric_labels": P.MAX_METRIC_LABELS,
+            "metric_label_value": P.MAX_METRIC_LABEL_VALUE,
+            "metric_unit": P.MAX_METRIC_UNIT,
         },
     )

@@ -11,6 +11,9 @@ import os
 import sys
 from collections.abc import Mapping
 
+from faaslens.protocol import LEVEL_ALIASES, LEVEL_NUMBERS
+from faaslens.values import parse_bool
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing stays out of the import path of the function
     from typing import Any
@@ -22,7 +25,6 @@ DEFAULT_REDACT_KEYS = ("password", "secret", "token", "authorization", "cookie",
 # Price overrides: FAASLENS_PRICE_<NAME> -> field of a price row (see cost.py).
 PRICE_ENV_KEYS = ("per_request", "per_gb_s", "per_ghz_s", "per_vcpu_s", "price_id")
 
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
 class ConfigError(ValueError):
@@ -95,7 +97,7 @@ class ShipperConfig:
     @property
     def min_level(self) -> int:
         """Numeric level below which lines go to the debug buffer."""
-        return _LEVELS[self.log_level]
+        return LEVEL_NUMBERS[self.log_level]
 
     def replace(self, **values: Any) -> ShipperConfig:
         """A copy with some settings changed."""
@@ -109,22 +111,11 @@ class ShipperConfig:
         return f"ShipperConfig({shown!r})"
 
 
-def _as_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {raw!r}")
-
-
 def _coerce(key: str, raw: Any) -> Any:
     """Turn an environment string (or a Python value) into the setting's type."""
     try:
         if key in ("echo", "disabled"):
-            return _as_bool(raw)
+            return parse_bool(raw, default=False)  # both are off unless switched on
         if key == "max_datagram" and raw in (None, ""):
             return None
         if key in ("max_datagram", "debug_buffer", "timeout_margin_ms", "gcp_generation"):
@@ -146,10 +137,9 @@ def _coerce(key: str, raw: Any) -> Any:
                 raise ValueError("must be between 0 and 1")
             return value_f
         if key == "log_level":
-            level = str(raw).strip().lower()
-            level = "warning" if level == "warn" else level
-            if level not in _LEVELS:
-                raise ValueError(f"one of {', '.join(_LEVELS)}")
+            level = LEVEL_ALIASES.get(str(raw).strip().lower())
+            if level is None:
+                raise ValueError(f"one of {', '.join(LEVEL_NUMBERS)}")
             return level
         if key == "redact_keys":
             items = raw.split(",") if isinstance(raw, str) else list(raw)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from faaslens.protocol import MAX_LOGGER, MAX_MESSAGE, TCP_MAX, UDP_MAX
 from faaslens.shipper import config as _config
 from faaslens.shipper import context as _context
 from faaslens.shipper.cost import estimator_for
@@ -27,16 +28,7 @@ from faaslens.shipper.record import (
     wrap_handler,
 )
 from faaslens.shipper.transport import Stats, Transport, make_transport
-from faaslens.shipper.wire import (
-    MAX_LOGGER,
-    MAX_MESSAGE,
-    TCP_MAX,
-    UDP_MAX,
-    Packer,
-    Signer,
-    dumps,
-    truncate,
-)
+from faaslens.shipper.wire import Packer, Signer, dumps, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from faaslens.shipper.wire import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, truncate
+from faaslens.protocol import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK
+from faaslens.shipper.wire import truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

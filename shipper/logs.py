@@ -16,6 +16,7 @@ an id of ``<src>-<seq>``.
 
 from __future__ import annotations
 
+from faaslens.protocol import LEVEL_ALIASES, LEVEL_NUMBERS
 from faaslens.shipper.core import get_shipper
 from faaslens.shipper.errors import exception_from
 from faaslens.shipper.record import current_invocation
@@ -27,16 +28,8 @@ if TYPE_CHECKING:
 
     from faaslens.shipper.core import Shipper
 
-_LEVELS = {
-    "debug": (10, "debug"),
-    "info": (20, "info"),
-    "warning": (30, "warning"),
-    "warn": (30, "warning"),
-    "error": (40, "error"),
-    "exception": (40, "error"),
-    "critical": (50, "critical"),
-    "fatal": (50, "critical"),
-}
+# Any level name a logger may use -> (number, wire name).
+_LEVELS = {alias: (LEVEL_NUMBERS[name], name) for alias, name in LEVEL_ALIASES.items()}
 
 
 def _route(  # noqa: PLR0917 - hot path

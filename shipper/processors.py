@@ -15,8 +15,9 @@ in ``__call__``; none imports structlog unless it has to drop an event.
 
 from __future__ import annotations
 
+from faaslens.protocol import LEVEL_ALIASES, LEVEL_NUMBERS, MAX_LOG_LABELS
 from faaslens.shipper.record import current_invocation
-from faaslens.shipper.wire import LOG_LABEL_BUDGET, MAX_LOG_LABELS, dumps, truncate
+from faaslens.shipper.wire import LOG_LABEL_BUDGET, dumps, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,16 +27,8 @@ if TYPE_CHECKING:
     EventDict = MutableMapping[str, Any]
 
 REDACTED = "[REDACTED]"
-LEVELS = {
-    "debug": 10,
-    "info": 20,
-    "warning": 30,
-    "warn": 30,
-    "error": 40,
-    "exception": 40,
-    "critical": 50,
-    "fatal": 50,
-}
+# Any level name a logger may use -> its number.
+LEVELS = {alias: LEVEL_NUMBERS[name] for alias, name in LEVEL_ALIASES.items()}
 
 
 def add_invocation_context(logger: object, method_name: str, event_dict: EventDict) -> EventDict:

@@ -13,14 +13,15 @@ import itertools
 from collections import deque
 from contextvars import ContextVar
 
-from faaslens.shipper.wire import (
+from faaslens.protocol import (
+    LEVEL_NAMES,
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
     MAX_METRIC_LABEL_VALUE,
     MAX_METRIC_LABELS,
     MAX_METRICS,
-    truncate,
 )
+from faaslens.shipper.wire import truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class Invocation:
             self.deferred = deque(maxlen=self.deferred_max)
         kv = {k: v for k, v in event_dict.items() if k not in _STRUCTLOG_OWN}
         message = str(event_dict.get("event", ""))
-        level = _LEVEL_NAMES.get(levelno, "info")
+        level = LEVEL_NAMES.get(levelno, "info")
         line: Line = (
             next(self.seq),
             self.time_ns() // 1_000_000,
@@ -264,7 +265,6 @@ class Invocation:
 
 
 _STRUCTLOG_OWN = frozenset({"event", "level", "logger", "timestamp", "exc_info"})
-_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 
 
 def _reset(token: Token[Invocation | None]) -> None:

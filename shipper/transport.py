@@ -11,6 +11,8 @@ import socket
 import time
 from collections import deque
 
+from faaslens.backoff import Backoff
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -154,7 +156,8 @@ class TcpTransport(Transport):
         self._pending: deque[bytes] = deque()
         self._pending_max = pending_max
         self._next_try = 0.0
-        self._backoff = 0.1
+        # One function's reconnects need no jitter: 0.1 s doubling up to 30 s.
+        self._backoff = Backoff(0.1, 30.0, rand=_no_jitter)
         self.stats = stats
 
     def _connect(self) -> socket.socket | None:
@@ -165,10 +168,9 @@ class TcpTransport(Transport):
             sock = socket.create_connection(self._addr, timeout=self._timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
-            self._next_try = now + self._backoff
-            self._backoff = min(self._backoff * 2, 30.0)
+            self._next_try = now + self._backoff.next()
             return None
-        self._backoff = 0.1
+        self._backoff.reset()
         self.stats.tcp_reconnects += 1
         self._sock = sock
         return sock
@@ -197,7 +199,7 @@ class TcpTransport(Transport):
                 # no LF when the connection closes; this frame is resent whole.
                 self.stats.send_errors += 1
                 self.close()
-                self._next_try = time.monotonic() + self._backoff
+                self._next_try = time.monotonic() + self._backoff.next()
                 return
             pending.popleft()
             self.stats.frames_sent += 1
@@ -217,3 +219,8 @@ def make_transport(scheme: str, host: str, port: int, stats: Stats, timeout: flo
     if scheme == "tcp":
         return TcpTransport(host, port, stats, timeout)
     return UdpTransport(host, port, stats)
+
+
+def _no_jitter() -> float:
+    """The top of each backoff range: one function's reconnects need no spreading."""
+    return 1.0

@@ -11,30 +11,15 @@ import math
 
 import orjson
 
+# Limits are defined once, for both sides, in faaslens.protocol.
+from faaslens.protocol import LOG_LABELS_DEPTH, MARKER, MAX_EVENTS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-VERSION = 1
-MARKER = "…[truncated]"
-UDP_MAX = 65_507  # the IPv4 UDP payload limit
-TCP_MAX = 1 << 20  # the worker's default max_frame_bytes
-
-# Limits of docs/protocol.md (characters; the marker counts towards the limit).
-MAX_MESSAGE = 32 * 1024
-MAX_ERROR_MESSAGE = 8 * 1024
-MAX_STACK = 32 * 1024
-MAX_ERROR_TYPE = 256
-MAX_LOGGER = 256
-MAX_INV_LABELS = 32
-MAX_INV_LABEL_VALUE = 1024
-MAX_LOG_LABELS = 64
-LOG_LABEL_BUDGET = 3  # nesting allowed below the labels object, as the worker checks it
-MAX_METRICS = 64
-MAX_METRIC_LABELS = 5
-MAX_METRIC_LABEL_VALUE = 64
-MAX_EVENTS = 1000
+LOG_LABEL_BUDGET = LOG_LABELS_DEPTH - 1  # nesting allowed below the labels object itself
 
 _NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # slower: only on the fallback path
 

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from faaslens.ingest.aio import wait_event
 from faaslens.ingest.config import IngestConfig
 from faaslens.ingest.events import Doc
-from faaslens.ingest.sink_es import ElasticsearchSink
+from faaslens.ingest.sink_es.sink import ElasticsearchSink
 from tests.integration.test_es_sink import make_docs, metric, refresh_and_count
 from tests.support import apoll_until, http_json
 

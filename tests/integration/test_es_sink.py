@@ -29,12 +29,13 @@ from elastic_transport import (
 from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 
-from faaslens.ingest.bulk import classify
 from faaslens.ingest.config import REPO_ROOT, ConfigError, IngestConfig
-from faaslens.ingest.deadletter import iter_lines
 from faaslens.ingest.events import Doc
 from faaslens.ingest.setup import main as setup_main
-from faaslens.ingest.sink_es import ElasticsearchSink, make_client
+from faaslens.ingest.sink_es.bulk import classify
+from faaslens.ingest.sink_es.client import make_client
+from faaslens.ingest.sink_es.deadletter import iter_lines
+from faaslens.ingest.sink_es.sink import ElasticsearchSink
 from faaslens.ingest.validate import Validator
 from tests.support import apoll_until, es_request, http_json
 
@@ -579,7 +580,7 @@ async def test_classifier_reads_a_real_bulk_response(es_url: str, es_prefix: str
     sink_docs = make_docs(2, logs=1)
     client = make_client(config)
     try:
-        from faaslens.ingest.bulk import build_body
+        from faaslens.ingest.sink_es.bulk import build_body
         from faaslens.ingest.templates import install_templates, templates_for
 
         await install_templates(client, templates_for(config))

@@ -8,17 +8,17 @@ from typing import Any
 import orjson
 import pytest
 
-from faaslens.ingest.bulk import (
+from faaslens.backoff import backoff_delay
+from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es.bulk import (
     BulkResponseError,
     action_line,
-    backoff_delay,
     build_body,
     classify,
     classify_status,
     dead_letter_reason,
     retry_reason,
 )
-from faaslens.ingest.events import Doc
 
 CAPTURED = Path(__file__).with_name("bulk_response_mixed.json")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from faaslens.ingest.bulk import ItemFailure
-from faaslens.ingest.deadletter import DeadLetterFile, encode_line, iter_lines
 from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es.bulk import ItemFailure
+from faaslens.ingest.sink_es.deadletter import DeadLetterFile, encode_line, iter_lines
 
 SOURCE = orjson.dumps({"@timestamp": 1764072000000, "event.duration": "abc", "message": "é\n"})
 FAILURE = ItemFailure(

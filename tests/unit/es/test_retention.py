@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from faaslens.ingest.retention import expired, index_day
+from faaslens.ingest.sink_es.retention import expired, index_day
 
 TODAY = date(2026, 11, 25)
 

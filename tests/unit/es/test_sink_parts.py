@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry
 
 from faaslens.ingest.config import ConfigError, IngestConfig
 from faaslens.ingest.events import Doc
-from faaslens.ingest.sink_es import ElasticsearchSink, _chunks
+from faaslens.ingest.sink_es import replay
+from faaslens.ingest.sink_es.sink import ElasticsearchSink
 
 
 def _docs(n: int, size: int = 10) -> list[Doc]:
@@ -18,12 +19,12 @@ def _docs(n: int, size: int = 10) -> list[Doc]:
 
 def test_replay_chunks_keep_order_and_respect_both_limits() -> None:
     records = [_docs(3), _docs(5)[3:], _docs(12)[5:]]
-    chunks = list(_chunks(records, max_docs=4, max_bytes=1000))
+    chunks = list(replay.chunks(records, max_docs=4, max_bytes=1000))
     assert [len(c) for c in chunks] == [4, 4, 4]
     assert [d.doc_id for c in chunks for d in c] == [f"d-{i}" for i in range(12)]
-    by_bytes = list(_chunks([_docs(5, size=40)], max_docs=100, max_bytes=100))
+    by_bytes = list(replay.chunks([_docs(5, size=40)], max_docs=100, max_bytes=100))
     assert [len(c) for c in by_bytes] == [2, 2, 1]
-    assert list(_chunks([], 10, 10)) == []
+    assert list(replay.chunks([], 10, 10)) == []
 
 
 def test_every_series_exists_before_the_first_write(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from faaslens.ingest.events import Doc, IndexKind
-from faaslens.ingest.spool import (
+from faaslens.ingest.sink_es.spool import (
     Spool,
     SpoolCorrupt,
     SpoolFull,

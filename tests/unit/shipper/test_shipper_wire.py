@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from faaslens.ingest.validate import Validator
+from faaslens.protocol import MARKER, UDP_MAX
 from faaslens.shipper.logs import Logger
-from faaslens.shipper.wire import MARKER, UDP_MAX, Packer, Signer, dumps, truncate
+from faaslens.shipper.wire import Packer, Signer, dumps, truncate
 from tests.unit.shipper.kit import Receiver, by_type, make_shipper, receivers
 
 

@@ -29,14 +29,15 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, get_args
+from typing import BinaryIO
 
 from faaslens.ingest.events import Doc, IndexKind
+from faaslens.protocol import INDEX_KINDS
 
 MAGIC = b"FLS1"
 _RECORD = struct.Struct("<4sII")
 _DOC = struct.Struct("<BHHI")
-_KINDS: tuple[IndexKind, ...] = get_args(IndexKind)
+_KINDS: tuple[IndexKind, ...] = INDEX_KINDS
 _KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
 _SEGMENT_RE = re.compile(r"^segment-(\d{12})\.spool$")
 

@@ -7,9 +7,8 @@ built by concatenating bytes; only the small action line is encoded.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
@@ -184,16 +183,3 @@ def classify(response: Mapping[str, Any], docs: Sequence[Doc]) -> BulkOutcome:
             error_type, reason = _error_fields(result.get("error"))
             outcome.dead.append(ItemFailure(doc, status, error_type, reason))
     return outcome
-
-
-def backoff_delay(
-    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Capped exponential backoff with jitter: a delay in [d/2, d], d = min(cap, base * 2**attempt).
-
-    Half of the delay is kept so that retries still spread out under load, and
-    half is random so that many writers do not retry in lockstep.
-    """
-    ceiling = min(cap, base * float(2 ** min(attempt, 32)))
-    jitter: float = rand()
-    return ceiling / 2 + ceiling / 2 * jitter

@@ -14,6 +14,7 @@ also used by ``faaslens_docs_failed_total``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
-from faaslens.ingest.bulk import ItemFailure
+from faaslens.ingest.sink_es.bulk import ItemFailure
+from faaslens.ingest.sink_es.metrics import SinkMetrics
+
+log = structlog.get_logger("faaslens.sink_es")
 
 
 def encode_line(failure: ItemFailure, prefix: str, now: datetime) -> bytes:
@@ -71,3 +76,37 @@ class DeadLetterFile:
                 fh.write(data)
                 fh.flush()
                 os.fdatasync(fh.fileno())
+
+
+class DeadLetters:
+    """The sink's side of the dead-letter file: counts each failure by reason, writes
+    them off the event loop, and logs the first one so the cause is visible."""
+
+    def __init__(self, path: str | os.PathLike[str], prefix: str, metrics: SinkMetrics) -> None:
+        self.file = DeadLetterFile(path, prefix)
+        self.prefix = prefix
+        self.metrics = metrics
+
+    async def write(self, failures: list[ItemFailure]) -> None:
+        """Count and append ``failures``; a disk that refuses is logged, not raised."""
+        for failure in failures:
+            self.metrics.failed_by_reason[failure.reason].inc()
+        first = failures[0]
+        detail = {
+            "docs": len(failures),
+            "path": str(self.file.path),
+            "first_id": first.doc.doc_id,
+            "first_error": f"{first.error_type}: {first.error_reason}",
+        }
+        try:
+            await asyncio.to_thread(self.file.write, failures, datetime.now(UTC))
+        except OSError as exc:
+            log.error("es_dead_letter_write_failed", error=str(exc), **detail)
+            return
+        self.metrics.dead_letter.inc(len(failures))
+        log.error(
+            "es_documents_dead_lettered",
+            first_index=first.doc.index_name(self.prefix),
+            first_status=first.status,
+            **detail,
+        )

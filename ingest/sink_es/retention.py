@@ -13,9 +13,15 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
-from elasticsearch import AsyncElasticsearch
+import structlog
+from elastic_transport import TransportError
+from elasticsearch import ApiError, AsyncElasticsearch
 
-KINDS = ("invocations", "logs", "errors")
+from faaslens.ingest.sink_es.metrics import SinkMetrics
+from faaslens.protocol import INDEX_KINDS
+
+log = structlog.get_logger("faaslens.sink_es")
+
 # Names per DELETE request: keeps the URL short whatever the backlog.
 DELETE_CHUNK = 32
 
@@ -23,7 +29,7 @@ DELETE_CHUNK = 32
 def index_day(name: str, prefix: str) -> date | None:
     """The day of a ``<prefix>-<kind>-YYYY.MM.DD`` index, or None for any other name."""
     match = re.fullmatch(
-        re.escape(prefix) + r"-(?:" + "|".join(KINDS) + r")-(\d{4})\.(\d{2})\.(\d{2})", name
+        re.escape(prefix) + r"-(?:" + "|".join(INDEX_KINDS) + r")-(\d{4})\.(\d{2})\.(\d{2})", name
     )
     if not match:
         return None
@@ -70,3 +76,23 @@ async def delete_expired(
         # Exact names (no wildcard), so destructive_requires_name does not get in the way.
         await client.indices.delete(index=",".join(chunk), ignore_unavailable=True)
     return names
+
+
+async def apply(
+    client: AsyncElasticsearch,
+    prefix: str,
+    retention_days: int,
+    metrics: SinkMetrics,
+    today: datetime | None = None,
+) -> list[str]:
+    """One retention pass; returns the deleted index names (errors logged and counted)."""
+    try:
+        deleted = await delete_expired(client, prefix, retention_days, today)
+    except (ApiError, TransportError) as exc:
+        metrics.retention_errors.inc()
+        log.warning("es_retention_failed", error=str(exc))
+        return []
+    if deleted:
+        metrics.retention_deleted.inc(len(deleted))
+        log.info("es_retention_deleted", indices=deleted)
+    return deleted

@@ -1,0 +1,101 @@
+"""The retry policy of bulk writes: one request and what its failure means, and
+the window within which a failed write is tried again before it is spooled.
+
+A whole request that fails in a way that may pass later (connection refused,
+timeout, 429, 5xx) raises :class:`Retryable`; a request Elasticsearch refuses
+for good turns every document into a dead letter; otherwise each item's own
+status decides (:func:`faaslens.ingest.sink_es.bulk.classify`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+from elastic_transport import ConnectionError as EsConnectionError
+from elastic_transport import ConnectionTimeout, SerializationError, TransportError
+from elasticsearch import ApiError, AsyncElasticsearch
+from prometheus_client import Histogram
+
+from faaslens.backoff import Backoff
+from faaslens.ingest.events import Doc
+from faaslens.ingest.sink_es.bulk import (
+    BulkOutcome,
+    BulkResponseError,
+    ItemFailure,
+    build_body,
+    classify,
+    classify_status,
+    retry_reason,
+)
+
+# Only what classification needs: the response of a 2000-document bulk stays small.
+BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
+
+
+class Retryable(Exception):
+    """A whole bulk request failed in a way that may pass later.
+
+    ``reason`` is a bounded label value (``RETRY_REASONS``); ``unreachable``
+    says Elasticsearch did not answer at all.
+    """
+
+    def __init__(self, reason: str, unreachable: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.unreachable = unreachable
+
+
+async def send_once(
+    client: AsyncElasticsearch, docs: Sequence[Doc], prefix: str, duration: Histogram
+) -> BulkOutcome:
+    """One bulk request of ``docs``, its items classified.
+
+    Raises:
+        Retryable: the whole request failed and may pass later.
+    """
+    body = build_body(docs, prefix)
+    started = time.perf_counter()
+    try:
+        # The NDJSON serializer passes bytes through untouched.
+        response = await client.bulk(operations=cast(Any, body), filter_path=BULK_FILTER_PATH)
+    except ConnectionTimeout as exc:
+        raise Retryable("timeout", True, str(exc)) from exc
+    except EsConnectionError as exc:
+        raise Retryable("connection", True, str(exc)) from exc
+    except ApiError as exc:
+        status = exc.meta.status
+        if classify_status(status) == "retry":
+            raise Retryable(retry_reason(status), False, str(exc)) from exc
+        # A refused request (never expected for bodies we build): nothing in it can pass.
+        reason = str(exc.info)[:2000]
+        return BulkOutcome(dead=[ItemFailure(d, status, exc.error, reason) for d in docs])
+    except (SerializationError, TransportError) as exc:
+        raise Retryable("server_error", False, str(exc)) from exc
+    finally:
+        duration.observe(time.perf_counter() - started)
+    try:
+        return classify(response.body, docs)
+    except BulkResponseError as exc:
+        raise Retryable("server_error", False, f"unreadable bulk response: {exc}") from exc
+
+
+class RetryWindow:
+    """Backoff delays for one write, until ``window_s`` seconds have passed.
+
+    ``next_delay()`` gives the seconds to wait before the next attempt, or None
+    once that attempt could not start within the window (time to spool).
+    """
+
+    __slots__ = ("_backoff", "_deadline")
+
+    def __init__(self, window_s: float, base_s: float, cap_s: float) -> None:
+        self._deadline = time.monotonic() + window_s
+        self._backoff = Backoff(base_s, cap_s)
+
+    def next_delay(self) -> float | None:
+        delay = self._backoff.next()
+        if time.monotonic() + delay > self._deadline:
+            return None
+        return delay

@@ -15,9 +15,12 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faaslens.values import parse_bool
+
+if TYPE_CHECKING:
+    from faaslens.ingest.sink_es.connection import Connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FAASLENS_"
@@ -33,6 +36,17 @@ def default_templates_dir() -> str:
     ]
     found = next((c for c in candidates if c.is_dir()), candidates[0])
     return str(found)
+
+
+def default_state_dir() -> str:
+    """Where the spool and the dead-letter file live when not set: the same wherever the
+    worker is started from. ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``), else
+    ``$XDG_STATE_HOME/faaslens``, else ``~/.local/state/faaslens``."""
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return systemd
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(xdg) / "faaslens")
 
 
 class ConfigError(ValueError):
@@ -55,7 +69,7 @@ class IngestConfig:
     # SO_REUSEPORT on the UDP and TCP sockets, so several workers can share a port.
     reuse_port: bool = False
     # Signing: key id -> secret. Signed frames are always verified.
-    hmac_keys: dict[str, str] = field(default_factory=dict)
+    hmac_keys: dict[str, str] = field(default_factory=dict, repr=False)
     require_signature: bool = False
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
@@ -64,6 +78,15 @@ class IngestConfig:
     es_request_timeout_s: float = 30.0
     es_shards: int = 1
     es_replicas: int = 0
+    # Security (see ingest/sink_es/connection.py): TLS is verified unless told otherwise.
+    es_ca_certs: str = ""  # PEM file of the CA that signed the nodes' certificates
+    es_cert_fingerprint: str = ""  # or pin the node's certificate: SHA-256, hex
+    es_verify_certs: bool = True
+    es_username: str = ""
+    es_password: str = field(default="", repr=False)
+    es_password_file: str = ""  # read at load; keeps the secret out of flags and env
+    es_api_key: str = field(default="", repr=False)  # the "encoded" value
+    es_api_key_file: str = ""
     # Batching and queues
     batch_max_docs: int = 2000
     batch_max_bytes: int = 5 * 1024 * 1024
@@ -75,9 +98,11 @@ class IngestConfig:
     retry_base_s: float = 0.1
     retry_max_s: float = 10.0
     es_retry_window_s: float = 5.0  # seconds of bulk retries before a batch goes to the spool
-    spool_dir: str = "var/spool"
+    # State (spool, dead letters): one directory per worker; empty paths derive from it.
+    state_dir: str = field(default_factory=default_state_dir)
+    spool_dir: str = ""  # default <state_dir>/spool; owned by one worker at a time (a lock)
     spool_max_bytes: int = 1024 * 1024 * 1024
-    dead_letter_path: str = "var/dead-letter.ndjson"
+    dead_letter_path: str = ""  # default <state_dir>/dead-letter.ndjson
     # Retention housekeeping (daily indices older than this are deleted)
     retention_days: int = 7
     retention_interval_s: float = 3600.0
@@ -91,6 +116,14 @@ class IngestConfig:
     # Lifecycle
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        # Derived state paths, so every component sees real paths.
+        if not self.spool_dir:
+            object.__setattr__(self, "spool_dir", str(Path(self.state_dir) / "spool"))
+        if not self.dead_letter_path:
+            path = str(Path(self.state_dir) / "dead-letter.ndjson")
+            object.__setattr__(self, "dead_letter_path", path)
 
 
 _FIELDS = {f.name: f for f in fields(IngestConfig)}
@@ -111,6 +144,8 @@ def _coerce(name: str, raw: Any) -> Any:
             return float(raw)
         if isinstance(default, dict):
             return _parse_keys(raw)
+        if isinstance(raw, list):  # e.g. es_url = ["https://a:9200", "https://b:9200"]
+            return ",".join(str(item) for item in raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: {exc}") from exc
@@ -173,7 +208,65 @@ def load_config(
             raw_flag = getattr(args, name, None)
             if raw_flag is not None:
                 values[name] = _coerce(name, raw_flag)
-    return dataclasses.replace(IngestConfig(), **values)
+    for secret in ("es_password", "es_api_key"):
+        if values.get(secret + "_file"):
+            if values.get(secret):
+                raise ConfigError(f"give {secret} or {secret}_file, not both")
+            values[secret] = _read_secret(secret + "_file", values[secret + "_file"])
+    for derived in ("spool_dir", "dead_letter_path"):
+        values.setdefault(derived, "")  # a state_dir given here moves them too
+    config = dataclasses.replace(IngestConfig(), **values)
+    return _with_connection_checked(config)
+
+
+def _read_secret(name: str, path: str) -> str:
+    """A secret file's content without the trailing newline; the error names the file only."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{name} {path}: cannot read it ({reason})") from None
+
+
+def _with_connection_checked(config: IngestConfig) -> IngestConfig:
+    """Check the Elasticsearch options together; credentials move out of ``es_url``."""
+    from faaslens.ingest.sink_es.connection import split_nodes
+
+    try:
+        conn = connection(config)
+        if config.es_ca_certs and not os.access(config.es_ca_certs, os.R_OK):
+            raise ValueError(f"es_ca_certs {config.es_ca_certs}: no readable file there")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    nodes, _, _ = split_nodes(config.es_url)
+    return dataclasses.replace(
+        config,
+        es_url=",".join(nodes),
+        es_username=conn.username,
+        es_password=conn.password,
+        es_password_file="",
+        es_api_key=conn.api_key,
+        es_api_key_file="",
+    )
+
+
+def connection(config: IngestConfig) -> Connection:
+    """The connection settings of ``config`` (see :mod:`~faaslens.ingest.sink_es.connection`).
+
+    Raises:
+        ValueError: conflicting or incomplete options.
+    """
+    from faaslens.ingest.sink_es.connection import settings
+
+    return settings(
+        config.es_url,
+        username=config.es_username,
+        password=config.es_password,
+        api_key=config.es_api_key,
+        ca_certs=config.es_ca_certs,
+        fingerprint=config.es_cert_fingerprint,
+        verify_certs=config.es_verify_certs,
+    )
 
 
 def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

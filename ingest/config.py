@@ -175,6 +175,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+# The options that say how to reach Elasticsearch: commands other than the worker
+# (``faaslens query``) take these flags and read them the worker's way.
+CONNECTION_FIELDS = (
+    "es_ca_certs",
+    "es_cert_fingerprint",
+    "es_verify_certs",
+    "es_username",
+    "es_password_file",
+    "es_api_key_file",
+)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--es-ca-certs`` ... ``--es-api-key-file`` (secrets only as file paths)."""
+    for name in CONNECTION_FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar="VALUE")
+
+
 def load_config(
     args: argparse.Namespace | None = None,
     environ: Mapping[str, str] | None = None,

@@ -133,9 +133,7 @@ class SelfMetrics:
         self.docs_built = Counter(
             "faaslens_docs_built", "Documents built for the sink", ["index"], registry=registry
         )
-        self.docs_built_by_kind = {
-            k: self.docs_built.labels(k) for k in INDEX_KINDS
-        }
+        self.docs_built_by_kind = {k: self.docs_built.labels(k) for k in INDEX_KINDS}
         self.batches = Counter(
             "faaslens_batches_written",
             "Batches handed to the sink and confirmed",

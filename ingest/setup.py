@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from elasticsearch import ApiError, TransportError
 
-from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv
-from faaslens.ingest.sink_es.client import make_client
+from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, connection
+from faaslens.ingest.sink_es.client import explain, make_client
 from faaslens.ingest.templates import install_templates, templates_for
 
 
@@ -36,8 +36,12 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"faaslens setup: {exc}", file=sys.stderr)
         return 2
-    except (ApiError, TransportError) as exc:
-        print(f"faaslens setup: Elasticsearch at {config.es_url}: {exc}", file=sys.stderr)
+    except (ApiError, TransportError, OSError) as exc:
+        print(f"faaslens setup: {explain(exc, connection(config).endpoint)[1]}", file=sys.stderr)
         return 1
-    print(f"installed {len(names)} templates at {config.es_url}: {', '.join(names)}")
+    except ValueError as exc:  # connection options the client refuses
+        print(f"faaslens setup: {exc}", file=sys.stderr)
+        return 2
+    endpoint = connection(config).endpoint
+    print(f"installed {len(names)} templates at {endpoint}: {', '.join(names)}")
     return 0

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from faaslens.ingest.config import ConfigError, add_connection_arguments, load_config
+
 EXIT_OK = 0
 EXIT_NOTHING = 1
 EXIT_USAGE = 2
@@ -25,14 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--es-url",
-        default=os.environ.get("FAASLENS_ES_URL", DEFAULT_ES_URL),
-        help="Elasticsearch URL (default: $FAASLENS_ES_URL, else %(default)s)",
+        help=f"Elasticsearch URL, or several nodes comma-separated (default: $FAASLENS_ES_URL, "
+        f"else the config file's, else {DEFAULT_ES_URL})",
     )
     common.add_argument(
         "--index-prefix",
         default=os.environ.get("FAASLENS_ES_INDEX_PREFIX", "faaslens"),
         help="index prefix the worker writes with (default: %(default)s)",
     )
+    common.add_argument(
+        "--config", help="the worker's TOML file: its Elasticsearch connection settings apply"
+    )
+    add_connection_arguments(common)
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     common.add_argument(
         "--timeout", type=float, default=10.0, help="request timeout in seconds (default: 10)"
@@ -93,13 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--limit must be at least 1")
 
     try:
-        with QueryClient(args.es_url, args.index_prefix, timeout_s=args.timeout) as client:
+        config = load_config(args)  # connection settings: flags < env < file, as the worker
+    except ConfigError as exc:
+        parser.error(str(exc))
+    try:
+        with QueryClient(config, args.index_prefix, timeout_s=args.timeout) as client:
             if args.command == "invocation":
                 view = client.invocation(args.invocation_id)
                 if not view.found:
                     print(
                         f"no invocation {args.invocation_id!r} in {args.index_prefix}-* "
-                        f"at {args.es_url}",
+                        f"at {client.es_url}",
                         file=sys.stderr,
                     )
                     return EXIT_NOTHING

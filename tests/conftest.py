@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,47 @@ def es_prefix(es_url: str) -> Iterator[str]:
     prefix = "t" + secrets.token_hex(4)
     yield prefix
     delete_es_prefix(es_url, prefix)
+
+
+def _stack_node(service: str) -> list[dict[str, Any]]:
+    """Start a test node of ``scripts/stack`` (a no-op when it runs) and return its status.
+
+    Started once per run (``scripts/test`` starts them up front; a node left running from
+    an earlier run is reused); its own port and state directory, never the shared node's.
+    """
+    up = subprocess.run(
+        [sys.executable, str(STACK_SCRIPT), "up", service],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if up.returncode != 0:
+        raise RuntimeError(f"scripts/stack up {service} failed:\n{up.stderr[-3000:]}")
+    status = subprocess.run(
+        [sys.executable, str(STACK_SCRIPT), "status", service, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report: list[dict[str, Any]] = json.loads(status.stdout)
+    return report
+
+
+@pytest.fixture(scope="session")
+def es_secure() -> dict[str, Any]:
+    """The secured node: ``url``, ``ca_certs``, ``fingerprint``, ``admin`` / ``writer`` /
+    ``reader`` (``username``, ``password``, ``role``) and the worker's ``api_key``
+    (``id``, ``encoded``) made by ``scripts/stack`` with the writer role only."""
+    (node,) = _stack_node("es-secure")
+    creds: dict[str, Any] = json.loads(Path(node["credentials"]).read_text())
+    return creds
+
+
+@pytest.fixture(scope="session")
+def es_cluster() -> list[str]:
+    """URLs of the 2-node test cluster (node 1 master + data, node 2 data only)."""
+    return [node["url"] for node in _stack_node("es-cluster")]
 
 
 # ---------------------------------------------------------------- Prometheus

@@ -77,7 +77,7 @@ def explain(exc: BaseException, endpoint: str) -> tuple[str, str]:
     if isinstance(exc, ConnectionTimeout):
         return "timeout", f"Elasticsearch at {endpoint} did not answer in time"
     if isinstance(exc, EsConnectionError | OSError):
-        return "connection", f"cannot connect to Elasticsearch at {endpoint}: {_innermost(exc)}"
+        return "connection", f"cannot reach Elasticsearch at {endpoint}: {_innermost(exc)}"
     if isinstance(exc, TransportError):
         return "transport", f"Elasticsearch at {endpoint}: {_innermost(exc)}"
     return "transport", f"Elasticsearch at {endpoint}: {type(exc).__name__}: {exc}"

@@ -108,6 +108,7 @@ class ElasticsearchSink:
         try:
             self._client = self._client_factory(self.config)
         except ValueError as exc:  # the client refuses the URL
+            await asyncio.to_thread(self.spool.close)
             raise ConfigError(f"es_url {self.connection.endpoint!r}: {exc}") from None
         if not self.connection.verify_certs:
             log.warning("es_tls_verification_off", url=self.connection.endpoint)
@@ -120,6 +121,7 @@ class ElasticsearchSink:
                 await self._client.close()
                 self._client = None
                 self._started = False
+                await asyncio.to_thread(self.spool.close)  # and its directory lock
                 raise ConfigError(f"Elasticsearch refused the templates: {exc}") from exc
             self.health.failed(exc)
         except (TransportError, OSError) as exc:

@@ -28,8 +28,8 @@ from tests.support import apoll_until, delete_es_prefix, es_request
 pytestmark = pytest.mark.integration
 
 STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack"
-BATCHES = 40
-PER_BATCH = 25  # invocations per batch (each with one log line)
+BATCHES = 20  # at least; the load goes on until node 2 is back
+PER_BATCH = 20  # invocations per batch (each with one log line)
 
 
 def stack(action: str, service: str) -> None:
@@ -66,20 +66,23 @@ async def test_a_node_stopped_under_load_and_started_again_loses_and_duplicates_
     await sink.start()
     sent: list[Doc] = []
     halfway = asyncio.Event()
+    back = asyncio.Event()
     node2_down = False
     written_while_down = 0
     try:
 
         async def load() -> None:
             nonlocal written_while_down
-            for i in range(BATCHES):
+            i = 0
+            while i < BATCHES or not back.is_set():  # load before, during and after
                 batch = make_docs(PER_BATCH, logs=1)
                 sent.extend(batch)
                 await sink.write(batch)
                 written_while_down += node2_down
                 if i == BATCHES // 4:
                     halfway.set()
-                await asyncio.sleep(0.05)  # a steady offered rate, not a burst (noqa: sleep-ok)
+                i += 1
+                await asyncio.sleep(0.2)  # a steady offered rate, not a burst (noqa: sleep-ok)
 
         writer = asyncio.create_task(load())
         await halfway.wait()
@@ -91,6 +94,7 @@ async def test_a_node_stopped_under_load_and_started_again_loses_and_duplicates_
         assert code == 0, capsys.readouterr().err
         await asyncio.to_thread(stack, "up", "es-cluster-2")
         node2_down = False
+        back.set()
         await writer
         assert written_while_down > 0  # the outage happened under load
 

@@ -456,6 +456,7 @@ class Validator:
                     raise _Reject("unknown_type")
             except _Reject as rej:
                 result.event_rejections.append(rej.reason)
+        _mark_frame(docs, src, seq)
         return result
 
     def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
@@ -489,6 +490,7 @@ class Validator:
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, _error_source(res | to_dict(ev))))
+        _mark_frame(docs, src, env.seq)
         return result
 
     @staticmethod
@@ -537,6 +539,18 @@ class Validator:
             if merged is ev:
                 merged = res | ev
             docs.append(Doc("errors", doc_id, day, _error_source(merged)))
+
+
+def _mark_frame(docs: list[Doc], src: str, seq: int) -> None:
+    """Put the frame's ``src`` and ``seq`` on its first document (an invocation or a log
+    line, never an error document): the loss ledger counts stored frames from them
+    (``faaslens query loss``). One document per frame, so a count of documents is a
+    count of frames. ``src`` matched ``[A-Za-z0-9_.-]``: nothing to escape.
+    """
+    if docs:
+        first = docs[0]
+        tail = b',"faas.frame.src":"%s","faas.frame.seq":%d}' % (src.encode(), seq)
+        docs[0] = Doc(first.kind, first.doc_id, first.day, first.source[:-1] + tail)
 
 
 def _error_source(merged: dict[str, Any]) -> bytes:

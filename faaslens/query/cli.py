@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     errs.add_argument("--since", default="24h", help="e.g. 1h, 7d or ISO 8601 (default 24h)")
     errs.add_argument("--until", help="e.g. 5m or ISO 8601 (default: now)")
     errs.add_argument("--limit", type=int, default=20, help="fingerprints (default 20)")
+
+    loss = sub.add_parser(
+        "loss",
+        parents=[common],
+        help="frames senders sent that never reached Elasticsearch, across all workers",
+    )
+    loss.add_argument("--function", help="faas.name")
+    loss.add_argument("--since", default="1h", help="e.g. 15m, 2h, 7d or ISO 8601 (default 1h)")
+    loss.add_argument("--until", help="e.g. 5m or ISO 8601 (default: now)")
     return parser
 
 
@@ -137,6 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _print_json(docs)
                 else:
                     print(render.invocations_table(docs))
+                return EXIT_OK
+
+            if args.command == "loss":
+                report = client.loss(since_ms=since, until_ms=until, function=args.function)
+                if not report.senders:
+                    print("no frames in the window", file=sys.stderr)
+                    return EXIT_NOTHING
+                if args.json:
+                    _print_json(report.as_json())
+                else:
+                    print(render.loss_table(report))
                 return EXIT_OK
 
             groups = client.errors(

@@ -15,6 +15,7 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from faaslens.ingest.config import IngestConfig, connection
 from faaslens.ingest.sink_es.client import explain, make_sync_client
+from faaslens.query.loss import LossReport, pages
 
 Json = dict[str, Any]
 
@@ -357,3 +358,21 @@ class QueryClient:
         if "aggregations" not in body:  # no index matched at all
             return []
         return parse_error_groups(body)
+
+    def loss(
+        self, *, since_ms: int | None, until_ms: int | None = None, function: str | None = None
+    ) -> LossReport:
+        """The loss ledger of the window, per sender (see :mod:`faaslens.query.loss`)."""
+
+        def search(body: Json) -> Json:
+            return self._call(
+                "loss",
+                self._es.search,
+                index=f"{self.prefix}-invocations-*,{self.prefix}-logs-*",
+                body=body,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+
+        senders = pages(search, since_ms=since_ms, until_ms=until_ms, function=function)
+        return LossReport(sorted(senders, key=lambda s: (-s.missing, s.function, s.src)))

@@ -818,7 +818,11 @@ def worker() -> Json:
         stat(
             lay,
             "Frames lost (range)",
-            prom_target(f"sum(increase(faaslens_frames_lost_total{{{inst}}}[$__range]))", "lost"),
+            prom_target(
+                f"sum(increase(faaslens_frames_lost_total{{{inst}}}[$__range]))"
+                f" - sum(increase(faaslens_frames_late_total{{{inst}}}[$__range]))",
+                "lost",
+            ),
             unit="short",
         ),
         timeseries(
@@ -869,20 +873,24 @@ def worker() -> Json:
             "Lost",
             [
                 prom_target(
-                    f"sum(rate(faaslens_frames_lost_total{{{inst}}}[{RI}]))",
-                    "frames lost (sequence gaps)",
-                ),
-                prom_target(
-                    f"sum(rate(faaslens_udp_receive_buffer_drops_total{{{inst}}}[{RI}]))",
-                    "UDP receive buffer drops",
+                    f"sum(rate(faaslens_frames_lost_total{{{inst}}}[{RI}]))"
+                    f" - sum(rate(faaslens_frames_late_total{{{inst}}}[{RI}]))",
+                    "lost before the worker (sequence gaps, net of late frames)",
                 ),
                 prom_target(
                     f"sum by (reason) (rate(faaslens_frames_dropped_total{{{inst}}}[{RI}]))",
-                    "dropped before validation ({{reason}})",
+                    "dropped by the worker ({{reason}})",
+                ),
+                prom_target(
+                    f"sum(rate(faaslens_udp_receive_buffer_drops_total{{{inst}}}[{RI}]))",
+                    "of the gaps: kernel receive buffer",
                 ),
             ],
-            description="Sequence gaps seen per sender, datagrams the kernel dropped "
-            "because the socket buffer was full, and frames the worker dropped (queue full).",
+            description="Frames that never reached the worker (sequence gaps, net of late "
+            "frames) and frames the worker dropped itself are disjoint: their sum is what "
+            "this worker lost. Kernel receive buffer drops are part of the gaps, not in "
+            "addition. Gaps are exact only while each sender reaches one worker; across "
+            "workers and restarts use `faaslens query loss`.",
         ),
         timeseries(
             lay,

@@ -127,7 +127,7 @@ async def worker_run(
     queue_full = int(m.drop_reasons["queue_full"]._value.get())
     docs = sink.count
     if es_url:
-        from tests.support import delete_es_prefix, es_request
+        from devkit.services import delete_es_prefix, es_request
 
         prefix = cfg.es_index_prefix
         es_request(es_url, "POST", f"/{prefix}-*/_refresh")

@@ -57,6 +57,25 @@ LEVEL_ALIASES: Final[dict[str, str]] = {
 LEVELS: Final = frozenset(LEVEL_NUMBERS)
 ERROR_LEVELS: Final = frozenset({"error", "critical"})
 
+# The fields of a frame's resource block (``res``): what stays the same for every
+# event of a sender. An event may repeat one to override it.
+RESOURCE_KEYS: Final = frozenset(
+    {
+        "service.name",
+        "service.version",
+        "service.environment",
+        "service.node.name",
+        "faas.name",
+        "faas.version",
+        "faas.id",
+        "faas.max_memory",
+        "cloud.provider",
+        "cloud.region",
+        "cloud.account.id",
+        "host.architecture",
+    }
+)
+
 METRIC_KINDS: Final = frozenset({"counter", "gauge", "histogram"})
 
 # The Elasticsearch index kinds, one daily index (or data stream) each:

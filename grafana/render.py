@@ -1,6 +1,8 @@
 """Plot panels of the Overview and Errors dashboards from their real queries on demo traffic.
 
-    python grafana/render.py --minutes 4 [--rate 150] [--out docs/images]
+    python -m grafana.render --minutes 4 [--rate 150] [--out docs/images]
+
+(``python grafana/render.py`` works as well.)
 
 Needs the local Elasticsearch and Prometheus (``scripts/stack up all``). The
 script starts an ingest worker in this process (ephemeral ports, an index
@@ -10,7 +12,7 @@ document is indexed and the final counters are scraped. Then it does what
 Grafana would for a handful of panels: template variables at "All",
 ``$__interval`` and ``$__rate_interval`` derived from the provisioned
 datasource, PromQL through the query_range API, Elasticsearch search bodies
-built by :mod:`faaslens.query.dashboards`. What comes back is plotted with
+built by :mod:`grafana.emulate`. What comes back is plotted with
 matplotlib into ``docs/images/overview.png`` and ``docs/images/errors.png``.
 The time range shown starts one ``$__rate_interval`` into the traffic (so
 every rate window is full) and ends on an ``$__interval`` boundary. The
@@ -45,7 +47,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, MultipleLocator, NullFormatter
 
-from faaslens.query.dashboards import (
+if not __package__:  # run as a file: the grafana and devkit packages are at the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from grafana.emulate import (
     Json,
     PanelTarget,
     Variables,
@@ -56,8 +61,8 @@ from faaslens.query.dashboards import (
 )
 
 if TYPE_CHECKING:
+    from devkit.services import Prometheus
     from faaslens.ingest.runner import Worker
-    from tests.support import Prometheus
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS_DIR = REPO / "grafana" / "dashboards"
@@ -399,7 +404,7 @@ class Live:
     invocations: int
 
     def es_search(self, uid: str, body: Json) -> Json:
-        from tests.support import es_request
+        from devkit.services import es_request
 
         pattern = str(self.datasources[uid]["jsonData"]["index"])
         if not pattern.startswith("faaslens-"):
@@ -419,8 +424,9 @@ def _feed(
     datasources: dict[str, Json],
 ) -> Live:
     """Register the worker with Prometheus, run the demo, wait for indexing and the scrape."""
+    from devkit.services import es_request, http_json
+    from devkit.wait import poll_until
     from faaslens.demo import run_demo
-    from tests.support import es_request, http_json, poll_until
 
     assert worker.udp_address is not None and worker.http_address is not None
     instance = f"127.0.0.1:{worker.http_address[1]}"
@@ -857,7 +863,7 @@ def _colors(panels: Sequence[Panel]) -> dict[str, str]:
 
 
 def _check_services(es_url: str, prom_url: str) -> None:
-    from tests.support import http_json
+    from devkit.services import http_json
 
     for what, url in (
         ("Elasticsearch", f"{es_url}/_cluster/health"),
@@ -899,8 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.minutes < MIN_MINUTES:
         parser.error(f"--minutes must be at least {MIN_MINUTES:g}: rate windows need a minute")
 
-    sys.path.insert(0, str(REPO))  # tests.support: the same service helpers as the tests
-    from tests.support import Prometheus, WorkerThread, delete_es_prefix, worker_test_config
+    from devkit.services import Prometheus, delete_es_prefix
+    from devkit.worker import WorkerThread, worker_test_config
 
     es_url = args.es_url.rstrip("/")
     _check_services(es_url, args.prometheus_url.rstrip("/"))

@@ -62,6 +62,10 @@ class IngestConfig:
     udp_listen: str = "127.0.0.1:8518"
     tcp_listen: str = "127.0.0.1:8518"
     http_listen: str = "127.0.0.1:9108"
+    # prometheus-aggregator lines (TCP and UDP on this one address); empty: off.
+    lines_listen: str = ""
+    # The aggregator's declaration.json (metrics the lines may name); empty: none.
+    lines_declarations: str = ""
     # Kernel socket buffer: at 50k datagrams/s, 32 MiB (Linux allots twice that)
     # absorbs about a second of the receive thread being starved of CPU.
     udp_rcvbuf: int = 32 * 1024 * 1024

@@ -34,6 +34,7 @@ from faaslens.ingest.pipeline import Pipeline
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
 from faaslens.ingest.sequence import SequenceTracker
 from faaslens.ingest.sink_null import NullSink
+from faaslens.ingest.source_lines import LinesSource, start_lines
 from faaslens.ingest.source_tcp import TcpSource
 from faaslens.ingest.source_udp import UdpSource
 from faaslens.ingest.validate import Validator
@@ -91,6 +92,7 @@ class Worker:
         self.udp: UdpSource | None = None
         self.tcp: TcpSource | None = None
         self.http: HttpServer | None = None
+        self.lines: LinesSource | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._stopped = False
@@ -176,6 +178,8 @@ class Worker:
                     reuse_port=reuse_port,
                 )
                 self.udp.start()
+            if cfg.lines_listen:
+                self.lines = await start_lines(cfg, self.registry, self.aggregates)
             self._spawn(self._sweep_loop(), "aggregates-sweep")
             housekeeping: Callable[[], Awaitable[None]] | None = getattr(
                 self._sink, "run_housekeeping", None
@@ -209,6 +213,8 @@ class Worker:
             now = time.monotonic()
             self.aggregates.sweep(now)
             self.sequences.sweep(now)
+            if self.lines is not None:
+                self.lines.store.sweep(now)
 
     async def stop(self) -> None:
         """Ordered, graceful stop under ``shutdown_timeout_s``. Idempotent."""
@@ -221,6 +227,8 @@ class Worker:
             return max(0.0, deadline - time.monotonic())
 
         # 1. sources: stop taking new input, hand off what was received
+        if self.lines is not None:
+            await self.lines.stop()
         if self.tcp is not None:
             try:
                 await asyncio.wait_for(self.tcp.stop(), left())

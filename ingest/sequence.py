@@ -2,10 +2,14 @@
 
 Per ``src`` the highest ``seq`` seen is kept. A jump from ``n`` to ``n+k``
 counts ``k-1`` lost frames; a late frame (lower than the highest) takes one
-back, unless it is older than the sender's first frame seen (never counted). Prometheus counters cannot go down, so the take-backs are counted
-separately: lost frames = ``lost - late``. Senders idle for ``ttl_s`` are
-forgotten and the table is capped, so a flood of ``src`` values cannot grow
-memory without bound.
+back, unless it is older than the sender's first frame seen (never counted).
+Prometheus counters cannot go down, so the take-backs are counted separately:
+lost frames = ``lost - late``. Frames the worker drops itself (queue full) are
+seen too (:func:`frame_origin`), so they are never also counted as gaps.
+Senders idle for ``ttl_s`` are forgotten and the table is capped, so a flood of
+``src`` values cannot grow memory without bound. The counts are exact only
+while each sender reaches this one worker: across workers and restarts the
+loss ledger in Elasticsearch is (``faaslens query loss``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Frame validation: bytes in, documents and invocation records out.
+"""Frame validation: the protocol's rules, bytes in, accepted events out.
 
 Pure and synchronous (no I/O, no metrics) so it can run on any thread and be
 checked against the test vectors byte for byte. The rules are those of
 ``docs/protocol.md``; every rejection carries one of the bounded reasons of
-:mod:`ingest.events`.
+:mod:`faaslens.ingest.events`. What an accepted event is stored as is decided
+by :mod:`faaslens.ingest.documents`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
 from faaslens import protocol as P
+from faaslens.ingest.documents import (
+    DAY_CACHE,
+    LOG_HEAD,
+    LOG_TAIL,
+    MS_PER_DAY,
+    day_of,
+    error_source,
+    invocation_docs,
+    log_docs,
+    mark_frame,
+)
 from faaslens.ingest.events import Doc
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
 
-__all__ = ["FrameResult", "Validator", "day_of"]
+__all__ = ["FrameResult", "Validator"]
 
 # Field kinds. Small ints compared with `is`-free `==` keep the per-field loop cheap.
 _SKIP: Final = 0  # "t": already dispatched on
@@ -42,7 +53,6 @@ _METRICS: Final = 10
 _MAX_INT: Final = (1 << 63) - 1
 # 9999-12-31T23:59:59.999Z: the last millisecond a YYYY.MM.DD day name can hold.
 _MAX_TS: Final = 253_402_300_799_999
-_MS_PER_DAY: Final = 86_400_000
 
 _OUTCOMES: Final = frozenset({"success", "failure", "unknown"})
 _TRIGGERS: Final = frozenset({"http", "pubsub", "datasource", "timer", "other"})
@@ -117,24 +127,6 @@ LOG_REQUIRED: Final = ("@timestamp", "event.sequence", "log.level", "message")
 _INV_REQUIRED_SET: Final = frozenset(INV_REQUIRED)
 _LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
 
-# Of an event, the keys an error document keeps (besides the resource fields).
-ERROR_DOC_EVENT_FIELDS: Final = frozenset(
-    {
-        "@timestamp",
-        "faas.execution",
-        "faas.coldstart",
-        "event.outcome",
-        "log.level",
-        "log.logger",
-        "message",
-        "trace.id",
-        "span.id",
-        "labels",
-        *_ERROR_FIELDS,
-    }
-)
-_ERROR_DOC_FIELDS: Final = ERROR_DOC_EVENT_FIELDS | frozenset(RESOURCE_FIELDS)
-
 _ENVELOPE_KEYS: Final = frozenset({"v", "src", "seq", "res", "ev"})
 
 _SRC_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -146,23 +138,6 @@ _HEX_RE: Final = {
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
-
-_LOG_HEAD: Final = len(b'{"t":"log",')
-_LOG_TAIL: Final = b',"event.dataset":"faas.log","event.kind":"event"}'
-
-_days: dict[int, str] = {}
-
-
-def day_of(ts_ms: int) -> str:
-    """UTC day of an epoch-milliseconds timestamp as ``YYYY.MM.DD`` (cached per day)."""
-    n = ts_ms // _MS_PER_DAY
-    day = _days.get(n)
-    if day is None:
-        if len(_days) > 4096:  # a flood of distinct days must not grow the cache forever
-            _days.clear()
-        day = datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y.%m.%d")
-        _days[n] = day
-    return day
 
 
 @dataclass(slots=True)
@@ -442,21 +417,21 @@ class Validator:
                     if not ev.keys() >= _INV_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, INV_FIELDS)
-                    self._inv(res, ev, result)
+                    result.invocations.append(invocation_docs(res, ev, docs))
                 elif t == "log":
                     if not ev.keys() >= _LOG_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, LOG_FIELDS)
                     if res_json is None:
                         res_json = dumps_members(res)
-                    self._log(res, res_json, ev, src, docs)
+                    log_docs(res, res_json, ev, src, docs)
                 elif t is None and "t" not in ev:
                     raise _Reject("missing_field")
                 else:
                     raise _Reject("unknown_type")
             except _Reject as rej:
                 result.event_rejections.append(rej.reason)
-        _mark_frame(docs, src, seq)
+        mark_frame(docs, src, seq)
         return result
 
     def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
@@ -472,93 +447,26 @@ class Validator:
         log_type: Any = fast.log_type
         encode = fast.encode
         overrides = fast.overrides if res else None
-        days = _days
+        days = DAY_CACHE
         events: list[Any] = env.ev
         for ev in events:
             if type(ev) is not log_type:
-                self._inv(res, to_dict(ev), result)
+                result.invocations.append(invocation_docs(res, to_dict(ev), docs))
                 continue
             if overrides is not None and overrides(ev):
-                self._log(res, res_json, to_dict(ev), src, docs)
+                log_docs(res, res_json, to_dict(ev), src, docs)
                 continue
             exec_id = ev.f_faas_execution
             doc_id = f"{exec_id if exec_id is not UNSET else src}-{ev.f_event_sequence}"
             ts = ev.f__timestamp
-            day = days.get(ts // _MS_PER_DAY) or day_of(ts)
+            day = days.get(ts // MS_PER_DAY) or day_of(ts)
             # encode() gives '{"t":"log",' then the members: keep the members only.
-            source = head + encode(ev)[_LOG_HEAD:-1] + _LOG_TAIL
+            source = head + encode(ev)[LOG_HEAD:-1] + LOG_TAIL
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
-                docs.append(Doc("errors", doc_id, day, _error_source(res | to_dict(ev))))
-        _mark_frame(docs, src, env.seq)
+                docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
+        mark_frame(docs, src, env.seq)
         return result
-
-    @staticmethod
-    def _inv(res: dict[str, Any], ev: dict[str, Any], result: FrameResult) -> None:
-        merged = res.copy()
-        merged.update(ev)
-        del merged["t"]
-        metrics = merged.pop("metrics", None)
-        ts: int = merged["@timestamp"]
-        exec_id: str = merged["faas.execution"]
-        day = day_of(ts)
-        merged["event.dataset"] = "faas.invocation"
-        merged["event.kind"] = "event"
-        merged["event.start"] = ts
-        merged["event.end"] = ts + merged["event.duration"] // 1_000_000
-        result.docs.append(Doc("invocations", exec_id, day, orjson.dumps(merged)))
-        if "error.type" in merged:
-            result.docs.append(Doc("errors", exec_id, day, _error_source(merged)))
-        if metrics is not None:
-            merged["metrics"] = metrics
-        result.invocations.append(merged)
-
-    @staticmethod
-    def _log(
-        res: dict[str, Any], res_json: bytes, ev: dict[str, Any], src: str, docs: list[Doc]
-    ) -> None:
-        del ev["t"]
-        ts: int = ev["@timestamp"]
-        exec_id = ev.get("faas.execution")
-        doc_id = f"{exec_id if exec_id is not None else src}-{ev['event.sequence']}"
-        day = day_of(ts)
-        if res_json and not res.keys().isdisjoint(ev):
-            # An event field overrides the resource's: merge (the rare, slower path).
-            merged = res.copy()
-            merged.update(ev)
-            merged["event.dataset"] = "faas.log"
-            merged["event.kind"] = "event"
-            source = orjson.dumps(merged)
-        else:
-            # Resource members, then the event's: the bytes orjson gives for the merged
-            # dict, without building it (most frames carry several log lines).
-            merged = ev
-            source = b"{" + res_json + orjson.dumps(ev)[1:-1] + _LOG_TAIL
-        docs.append(Doc("logs", doc_id, day, source))
-        if "error.type" in ev and ev["log.level"] in P.ERROR_LEVELS:
-            if merged is ev:
-                merged = res | ev
-            docs.append(Doc("errors", doc_id, day, _error_source(merged)))
-
-
-def _mark_frame(docs: list[Doc], src: str, seq: int) -> None:
-    """Put the frame's ``src`` and ``seq`` on its first document (an invocation or a log
-    line, never an error document): the loss ledger counts stored frames from them
-    (``faaslens query loss``). One document per frame, so a count of documents is a
-    count of frames. ``src`` matched ``[A-Za-z0-9_.-]``: nothing to escape.
-    """
-    if docs:
-        first = docs[0]
-        tail = b',"faas.frame.src":"%s","faas.frame.seq":%d}' % (src.encode(), seq)
-        docs[0] = Doc(first.kind, first.doc_id, first.day, first.source[:-1] + tail)
-
-
-def _error_source(merged: dict[str, Any]) -> bytes:
-    """The error document's source from a merged (resource + event) document."""
-    doc = {k: v for k, v in merged.items() if k in _ERROR_DOC_FIELDS}
-    doc["event.dataset"] = "faas.error"
-    doc["event.kind"] = "event"
-    return orjson.dumps(doc)
 
 
 @functools.cache

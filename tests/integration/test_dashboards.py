@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from faaslens.demo import run_demo
-from faaslens.query.dashboards import (
+from grafana.emulate import (
     PanelTarget,
     Variables,
     all_values,

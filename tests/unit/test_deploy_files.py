@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -193,3 +194,33 @@ def test_stack_cli_rejects_bad_usage_and_reports_json() -> None:
     report = json.loads(status.stdout)
     assert [item["service"] for item in report] == ["es", "prometheus"]
     assert all(item["url"].startswith("http://127.0.0.1:") for item in report)
+
+
+def test_the_built_wheel_installs_only_the_faaslens_import_name(tmp_path: Path) -> None:
+    """A real wheel build: one top-level package, the folders mapped under it."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("faaslens-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].startswith("faaslens-")}
+    assert top == {"faaslens"}
+    for module in ("shipper/core.py", "ingest/runner.py", "ingest/sink_es/sink.py", "protocol.py"):
+        assert f"faaslens/{module}" in names
+    assert not any("/tests/" in n or n.startswith("tests/") for n in names)

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from faaslens.ingest.documents import day_of
 from faaslens.ingest.events import EVENT_REASONS, FRAME_REASONS
-from faaslens.ingest.validate import Validator, day_of
+from faaslens.ingest.validate import Validator
 
 TS = 1_764_028_800_123  # 2025-11-25T00:00:00.123Z
 EXEC = "8f3c2a1e-0000-4000-8000-000000000001"

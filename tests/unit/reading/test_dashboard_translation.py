@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from faaslens.query.dashboards import (
+from grafana.emulate import (
     DashboardError,
     Variables,
     es_response_has_data,

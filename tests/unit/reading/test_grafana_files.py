@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from faaslens.query.dashboards import (
+from grafana import generate
+from grafana.emulate import (
     VARIABLE_RE,
     Variables,
     es_search_body,
@@ -121,19 +122,29 @@ UIDS = {d["uid"] for d in DASHBOARDS.values()}
 
 
 def test_generated_dashboards_are_up_to_date() -> None:
-    done = subprocess.run(
-        [sys.executable, str(GRAFANA / "generate.py"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert set(DASHBOARDS) == {
+    """The JSON files are what the builders make now: regenerated in memory and compared."""
+    made = generate.rendered()
+    for name, text in made.items():
+        assert (GRAFANA / "dashboards" / name).read_text() == text, (
+            f"{name} is out of date: run python -m grafana.generate"
+        )
+    assert set(DASHBOARDS) == set(made) == {
         "overview.json",
         "invocations.json",
         "errors.json",
         "worker-health.json",
+        "seed-compat.json",
     }
+
+
+def test_stale_check_names_changed_missing_and_unknown_files(tmp_path: Path) -> None:
+    for path in (GRAFANA / "dashboards").glob("*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    assert generate.stale(tmp_path) == []
+    (tmp_path / "errors.json").write_text((tmp_path / "errors.json").read_text() + " ")
+    (tmp_path / "overview.json").unlink()
+    (tmp_path / "hand-made.json").write_text("{}")
+    assert generate.stale(tmp_path) == ["errors.json", "hand-made.json", "overview.json"]
 
 
 def test_datasource_file_matches_grafana_schema() -> None:

@@ -20,6 +20,12 @@ def test_the_typed_index_kinds_are_the_protocol_ones() -> None:
     assert get_args(IndexKind) == protocol.INDEX_KINDS
 
 
+def test_the_validator_checks_exactly_the_protocol_resource_fields() -> None:
+    from faaslens.ingest.validate import RESOURCE_FIELDS
+
+    assert set(RESOURCE_FIELDS) == protocol.RESOURCE_KEYS
+
+
 def test_level_tables_agree() -> None:
     assert set(protocol.LEVEL_NAMES.values()) == protocol.LEVELS
     assert set(protocol.LEVEL_ALIASES.values()) == protocol.LEVELS

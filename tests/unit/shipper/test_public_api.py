@@ -61,5 +61,5 @@ def test_only_faaslens_is_a_top_level_package_of_the_distribution() -> None:
     from pathlib import Path
 
     pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
-    packages = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]
-    assert {p.split(".")[0] for p in packages} == {"faaslens"}
+    find = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert {p.split(".")[0] for p in find["include"]} == {"faaslens"}

@@ -234,3 +234,43 @@ async def test_three_workers_through_an_outage_lose_and_duplicate_nothing(
         for instance in instances:
             prometheus.remove_target(instance)
         delete_es_prefix(es_url, prefix)
+
+
+async def test_a_second_worker_on_the_same_state_directory_is_refused_in_one_line(
+    es_url: str, es_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Default settings, started from two different directories: the same state directory
+    (it does not depend on the working directory), so the second worker refuses it."""
+    from faaslens.ingest.config import load_config
+    from faaslens.ingest.dirlock import DirectoryInUse
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    environ = {
+        "FAASLENS_ES_URL": es_url,
+        "FAASLENS_ES_INDEX_PREFIX": es_prefix,
+        "FAASLENS_UDP_LISTEN": "127.0.0.1:0",
+        "FAASLENS_TCP_LISTEN": "",
+        "FAASLENS_HTTP_LISTEN": "",
+    }
+    configs = []
+    for cwd in ("a", "b"):
+        (tmp_path / cwd).mkdir()
+        monkeypatch.chdir(tmp_path / cwd)
+        configs.append(load_config(environ=environ))
+    assert (
+        configs[0].spool_dir
+        == configs[1].spool_dir
+        == str(tmp_path / "state" / "faaslens" / "spool")
+    )
+    first = Worker(configs[0])
+    await first.start()
+    try:
+        second = Worker(configs[1])
+        with pytest.raises(DirectoryInUse) as refused:
+            await second.start()
+        line = str(refused.value)
+        assert "\n" not in line
+        assert f"spool_dir {configs[0].spool_dir} is in use by another worker" in line
+        await second.stop()
+    finally:
+        await first.stop()

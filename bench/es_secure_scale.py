@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 from _worker_frames import frame, templates  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from devkit.stack import run_stack  # noqa: E402
 from faaslens.ingest.config import IngestConfig  # noqa: E402
 from faaslens.ingest.events import Doc  # noqa: E402
 from faaslens.ingest.sink_es.bulk import build_body  # noqa: E402
@@ -57,24 +58,9 @@ from faaslens.ingest.sink_es.client import make_client, make_sync_client  # noqa
 from faaslens.ingest.templates import install_templates, load_templates  # noqa: E402
 from faaslens.ingest.validate import Validator  # noqa: E402
 
-STACK = REPO / "scripts" / "stack"
 SENDERS = 6
 PLAIN_PORT = int(os.environ.get("FAASLENS_BENCH_ES_PORT", "9230"))
 DOCS_PER_FRAME = 4  # + an error document every 50th frame
-
-
-def stack(action: str, service: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, str(STACK), action, service, "--json"],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if action != "status" and done.returncode != 0:
-        raise SystemExit(f"scripts/stack {action} {service}: {done.stderr[-2000:]}")
-    return json.loads(done.stdout) if action == "status" else []
 
 
 def plain_node_env() -> dict[str, str]:
@@ -259,11 +245,11 @@ def main() -> int:
     frames = args.frames or (6_000 if args.quick else 30_000)
     rounds = args.rounds or (1 if args.quick else 3)
 
-    stack("up", "es-secure")
-    (secure,) = stack("status", "es-secure")
+    run_stack("up", "es-secure")
+    (secure,) = run_stack("status", "es-secure")
     creds = json.loads(Path(secure["credentials"]).read_text())
     plain_env = plain_node_env()
-    stack("up", "es", plain_env)
+    run_stack("up", "es", plain_env)
     plain_url = f"http://127.0.0.1:{PLAIN_PORT}"
     tls = {
         "FAASLENS_ES_URL": creds["url"],
@@ -298,7 +284,7 @@ def main() -> int:
                 rates.setdefault(name, []).append(rate)
                 print(f"  round {r + 1}  {name:<26} {rate:>9,.0f} docs/s", flush=True)
     finally:
-        stack("down", "es", plain_env)
+        run_stack("down", "es", plain_env)
     med = {name: statistics.median(values) for name, values in rates.items()}
     print("medians:")
     for name, value in med.items():

@@ -18,13 +18,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devkit.stack import run_stack
 from tests.support import Prometheus, delete_es_prefix, http_json, poll_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,23 +129,8 @@ def _stack_node(service: str) -> list[dict[str, Any]]:
     Started once per run (``scripts/test`` starts them up front; a node left running from
     an earlier run is reused); its own port and state directory, never the shared node's.
     """
-    up = subprocess.run(
-        [sys.executable, str(STACK_SCRIPT), "up", service],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if up.returncode != 0:
-        raise RuntimeError(f"scripts/stack up {service} failed:\n{up.stderr[-3000:]}")
-    status = subprocess.run(
-        [sys.executable, str(STACK_SCRIPT), "status", service, "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report: list[dict[str, Any]] = json.loads(status.stdout)
-    return report
+    run_stack("up", service)
+    return run_stack("status", service)
 
 
 @pytest.fixture(scope="session")

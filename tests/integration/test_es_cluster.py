@@ -9,8 +9,6 @@ request moves on to node 1, and nothing is lost or indexed twice.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from devkit.stack import run_stack
 from faaslens.ingest.config import IngestConfig
 from faaslens.ingest.events import Doc
 from faaslens.ingest.sink_es.sink import ElasticsearchSink
@@ -27,20 +26,12 @@ from tests.support import apoll_until, delete_es_prefix, es_request
 
 pytestmark = pytest.mark.integration
 
-STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack"
 BATCHES = 20  # at least; the load goes on until node 2 is back
 PER_BATCH = 20  # invocations per batch (each with one log line)
 
 
 def stack(action: str, service: str) -> None:
-    done = subprocess.run(
-        [sys.executable, str(STACK), action, service],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_stack(action, service)
 
 
 def nodes_in_cluster(url: str) -> int:

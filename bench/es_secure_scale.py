@@ -289,19 +289,19 @@ def main() -> int:
     print("medians:")
     for name, value in med.items():
         print(f"  {name:<26} {value:>9,.0f} docs/s")
-    tls_ratio = med["1 worker, TLS + API key"] / med["1 worker, plain HTTP"]
-    scale_ratio = med["3 workers, plain HTTP"] / med["1 worker, plain HTTP"]
-    print(f"TLS / plain HTTP, 1 worker:            {tls_ratio:.2f}")
-    print(
-        "  of each node's ceiling:              "
-        f"TLS {med['1 worker, TLS + API key'] / med['ceiling, secured node']:.2f}, "
-        f"plain {med['1 worker, plain HTTP'] / med['ceiling, plain node']:.2f}"
-    )
-    print(f"3 workers / 1 worker (plain):          {scale_ratio:.2f}")
-    print(
-        "  3 workers of the node's ceiling:     "
-        f"{med['3 workers, plain HTTP'] / med['ceiling, plain node']:.2f}"
-    )
+
+    def ratio(top: str, bottom: str) -> str:
+        """Median and range of the per-round ratios (both sides measured in the same round:
+        on a shared machine the load moves between rounds more than between neighbours)."""
+        each = [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
+        return f"{statistics.median(each):.2f} (rounds {min(each):.2f}-{max(each):.2f})"
+
+    w1, tls, w3 = "1 worker, plain HTTP", "1 worker, TLS + API key", "3 workers, plain HTTP"
+    print(f"TLS / plain HTTP, 1 worker:      {ratio(tls, w1)}")
+    print(f"  TLS worker / secured ceiling:  {ratio(tls, 'ceiling, secured node')}")
+    print(f"  plain worker / plain ceiling:  {ratio(w1, 'ceiling, plain node')}")
+    print(f"3 workers / 1 worker (plain):    {ratio(w3, w1)}")
+    print(f"  3 workers / plain ceiling:     {ratio(w3, 'ceiling, plain node')}")
     return 0
 
 

@@ -296,9 +296,9 @@ def main() -> int:
         each = [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
         return f"{statistics.median(each):.2f} (rounds {min(each):.2f}-{max(each):.2f})"
 
-    w1, tls, w3 = "1 worker, plain HTTP", "1 worker, TLS + API key", "3 workers, plain HTTP"
-    print(f"TLS / plain HTTP, 1 worker:      {ratio(tls, w1)}")
-    print(f"  TLS worker / secured ceiling:  {ratio(tls, 'ceiling, secured node')}")
+    w1, wtls, w3 = "1 worker, plain HTTP", "1 worker, TLS + API key", "3 workers, plain HTTP"
+    print(f"TLS / plain HTTP, 1 worker:      {ratio(wtls, w1)}")
+    print(f"  TLS worker / secured ceiling:  {ratio(wtls, 'ceiling, secured node')}")
     print(f"  plain worker / plain ceiling:  {ratio(w1, 'ceiling, plain node')}")
     print(f"3 workers / 1 worker (plain):    {ratio(w3, w1)}")
     print(f"  3 workers / plain ceiling:     {ratio(w3, 'ceiling, plain node')}")

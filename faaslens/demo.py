@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faaslens.commandline import EXIT_EMPTY, EXIT_OK, EXIT_USAGE, Parser, fail
 from faaslens.shipper import context as _context
 from faaslens.shipper.config import ConfigError, ShipperConfig, load_config, parse_endpoint
 from faaslens.shipper.core import Clock, Shipper
@@ -526,18 +527,52 @@ def run_demo(
 
 def main(argv: Sequence[str]) -> int:
     """``faaslens demo``: send simulated function traffic through the real shipper."""
-    parser = argparse.ArgumentParser(prog="faaslens demo", description=__doc__.split("\n\n")[0])
+    parser = Parser(
+        prog="faaslens demo",
+        description="Send simulated function traffic (a fleet of AWS, Azure and GCP "
+        "functions) through the real shipper to a worker.",
+    )
     parser.add_argument(
         "--endpoint",
         default=None,
-        help="udp://host:port or tcp://host:port (default: FAASLENS_ENDPOINT or "
-        "udp://127.0.0.1:8518)",
+        metavar="URL",
+        help="udp://host:port or tcp://host:port of the worker (default: $FAASLENS_ENDPOINT, "
+        "else udp://127.0.0.1:8518)",
     )
-    parser.add_argument("--rate", type=float, default=50.0, help="invocations per second")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run")
-    parser.add_argument("--functions", type=int, default=6, help="number of functions")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (repeatable runs)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        metavar="PER_SECOND",
+        help="invocations per second, over the whole fleet (default: 50)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to run, in seconds (default: 60)",
+    )
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=6,
+        metavar="N",
+        help="number of simulated functions (default: 6)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random seed, for repeatable runs (default: a new one each run)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress line on stderr (default: on)",
+    )
     args = parser.parse_args(list(argv))
     try:
         config = load_config()
@@ -549,12 +584,11 @@ def main(argv: Sequence[str]) -> int:
             duration=args.duration,
             functions=args.functions,
             seed=args.seed,
-            progress=not args.no_progress,
+            progress=args.progress,
             config=config,
         )
     except (ConfigError, ValueError) as exc:
-        print(f"faaslens demo: {exc}", file=sys.stderr)
-        return 2
+        return fail("faaslens demo", str(exc), EXIT_USAGE)
     print(
         f"demo: {stats.invocations} invocations in {stats.elapsed_s:.1f}s "
         f"({stats.rate:.1f}/s), {stats.errors} errors, {stats.cold_starts} cold starts, "
@@ -562,4 +596,4 @@ def main(argv: Sequence[str]) -> int:
     )
     for name, n in stats.per_function.items():
         print(f"  {name:<20} {n}")
-    return 0 if stats.invocations == 0 or stats.frames_sent > 0 else 1
+    return EXIT_OK if stats.invocations == 0 or stats.frames_sent > 0 else EXIT_EMPTY

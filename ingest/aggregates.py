@@ -248,7 +248,7 @@ _CORE_FAMILIES: Final = (
     ("faas_mem_usage_bytes", "Peak process memory per invocation", "histogram"),
     ("faas_billed_duration_seconds", "Billed duration", "counter"),
     ("faas_cost_usd", "Estimated cost in USD", "counter"),
-    ("faas_billed_gb_seconds", "Billed GB-seconds", "counter"),
+    ("faas_billed_gigabyte_seconds", "Billed GB-seconds (GiB of memory x billed s)", "counter"),
 )
 
 
@@ -304,7 +304,9 @@ class _CoreCollector(Collector):
                 cost.append(_sample(("faas_cost_usd_total", labels, v, None, None, None)))
             v = s.gbs
             if v is not None:
-                gbs.append(_sample(("faas_billed_gb_seconds_total", labels, v, None, None, None)))
+                gbs.append(
+                    _sample(("faas_billed_gigabyte_seconds_total", labels, v, None, None, None))
+                )
         return fams
 
 
@@ -336,7 +338,7 @@ def _text_core(series: Iterable[_CoreSeries], openmetrics: bool) -> list[str]:
             cost.append(f"faas_cost_usd_total{lbl}}} {_num(v)}\n")
         v = s.gbs
         if v is not None:
-            gbs.append(f"faas_billed_gb_seconds_total{lbl}}} {_num(v)}\n")
+            gbs.append(f"faas_billed_gigabyte_seconds_total{lbl}}} {_num(v)}\n")
     out: list[str] = []
     for (name, help_, kind), lines in zip(_CORE_FAMILIES, parts, strict=True):
         _head(out, name, help_, kind, openmetrics)

@@ -25,6 +25,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
+from faaslens.commandline import EXIT_OK, EXIT_START, EXIT_USAGE, fail
 from faaslens.ingest.aggregates import Aggregates
 from faaslens.ingest.batcher import Batcher
 from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, parse_hostport
@@ -134,7 +135,13 @@ class Worker:
             if cfg.http_listen:
                 host, port = parse_hostport(cfg.http_listen)
                 self.http = HttpServer(
-                    host, port, self.registry, self.ready, rendered_apart=self.aggregates
+                    host,
+                    port,
+                    self.registry,
+                    self.ready,
+                    rendered_apart=self.aggregates,
+                    write_timeout_s=cfg.http_write_timeout_s,
+                    max_connections=cfg.http_max_connections,
                 )
                 await self.http.start()
             await self._sink.start()
@@ -313,23 +320,34 @@ async def _serve(config: IngestConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await worker.start()
-    except (OSError, ConfigError) as exc:
+    except ConfigError as exc:  # a setting only starting could check (a file's content)
         log.error("worker failed to start", error=str(exc))
-        return 1
+        return EXIT_USAGE
+    except OSError as exc:
+        log.error("worker failed to start", error=str(exc))
+        return EXIT_START
     await stop.wait()
     log.info("stopping on signal")
     await worker.stop()
-    return 0
+    return EXIT_OK
 
 
 def main(argv: Sequence[str]) -> int:
-    """``faaslens ingest``: run the worker until SIGTERM / SIGINT."""
+    """``faaslens ingest``: run the worker until SIGTERM / SIGINT.
+
+    Returns the exit status of :mod:`faaslens.commandline`: 0 stopped on a
+    signal, 2 a bad setting, 5 could not start (an address in use, ...).
+    """
     try:
-        _, config = config_from_argv(argv, "faaslens ingest")
+        _, config = config_from_argv(
+            argv,
+            "ingest",
+            "Run the ingest worker: frames in over UDP and TCP, documents into "
+            "Elasticsearch, aggregates on /metrics, until SIGTERM or SIGINT.",
+        )
         configure_logging(config.log_level)
     except ConfigError as exc:
-        print(f"faaslens ingest: {exc}", file=sys.stderr)
-        return 2
+        return fail("faaslens ingest", str(exc), EXIT_USAGE)
     tune_process()
     try:
         import uvloop

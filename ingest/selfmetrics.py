@@ -82,7 +82,7 @@ class SelfMetrics:
             "faaslens_tcp_frames_received", "Frames received over TCP", registry=registry
         )
         self.bytes = Counter(
-            "faaslens_bytes_received", "Bytes received", ["transport"], registry=registry
+            "faaslens_received_bytes", "Bytes received", ["transport"], registry=registry
         )
         self.udp_bytes = self.bytes.labels("udp")
         self.tcp_bytes = self.bytes.labels("tcp")
@@ -134,7 +134,7 @@ class SelfMetrics:
             registry=registry,
         )
         self.docs_built = Counter(
-            "faaslens_docs_built", "Documents built for the sink", ["index"], registry=registry
+            "faaslens_docs_built", "Documents built for the sink", ["index_kind"], registry=registry
         )
         self.docs_built_by_kind = {k: self.docs_built.labels(k) for k in INDEX_KINDS}
         self.batches = Counter(

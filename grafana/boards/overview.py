@@ -111,7 +111,7 @@ def build() -> Board:
                 prom(quantile("0.95", "faas_mem_usage_bytes"), "used p95 {{function}}"),
                 # GB-seconds / billed seconds = configured GiB: no extra series needed.
                 prom(
-                    f"{rate('faas_billed_gb_seconds_total')} / "
+                    f"{rate('faas_billed_gigabyte_seconds_total')} / "
                     f"{rate('faas_billed_duration_seconds_total')} * 1073741824",
                     "configured {{function}}",
                 ),
@@ -122,7 +122,7 @@ def build() -> Board:
             "Billed GB-seconds and estimated cost per function (last 24h)",
             [
                 prom(
-                    increase("faas_billed_gb_seconds_total", "1d"),
+                    increase("faas_billed_gigabyte_seconds_total", "1d"),
                     "",
                     instant=True,
                 ),

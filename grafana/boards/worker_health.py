@@ -64,7 +64,7 @@ def build() -> Board:
         ),
         timeseries(
             "Bytes received",
-            _series("faaslens_bytes_received_total", "{{transport}} bytes/s", by="transport"),
+            _series("faaslens_received_bytes_total", "{{transport}} bytes/s", by="transport"),
             unit="Bps",
         ),
         timeseries(

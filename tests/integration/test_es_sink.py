@@ -29,6 +29,7 @@ from elastic_transport import (
 from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 
+from faaslens.commandline import EXIT_ELASTICSEARCH
 from faaslens.ingest.config import REPO_ROOT, ConfigError, IngestConfig
 from faaslens.ingest.events import Doc
 from faaslens.ingest.setup import main as setup_main
@@ -610,7 +611,8 @@ def test_setup_command_installs_the_templates(es_url: str, es_prefix: str) -> No
 def test_setup_command_fails_clearly_when_es_is_unreachable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert setup_main(["--es-url", "http://127.0.0.1:1", "--es-index-prefix", "tnever"]) == 1
+    code = setup_main(["--es-url", "http://127.0.0.1:1", "--es-index-prefix", "tnever"])
+    assert code == EXIT_ELASTICSEARCH
     assert "127.0.0.1:1" in capsys.readouterr().err
 
 

@@ -96,7 +96,7 @@ def test_core_metrics(reg: CollectorRegistry) -> None:
     assert value(reg, "faas_invoke_duration_seconds_bucket", le="0.1") == 0
     assert value(reg, "faas_billed_duration_seconds_total") == pytest.approx(0.3)
     assert value(reg, "faas_cost_usd_total") == pytest.approx(0.5)
-    assert value(reg, "faas_billed_gb_seconds_total") == pytest.approx(0.25)
+    assert value(reg, "faas_billed_gigabyte_seconds_total") == pytest.approx(0.25)
     assert value(reg, "faas_mem_usage_bytes_bucket", le=le(128 * 2**20)) == 1
     assert value(reg, "faas_mem_usage_bytes_count") == 1
 
@@ -312,7 +312,7 @@ def test_optional_values_of_zero_still_make_a_series(reg: CollectorRegistry) -> 
     agg.observe(record(**{"faas.billed_duration": 0, "faas.cost.usd": 0.0}), 0.0)
     assert value(reg, "faas_billed_duration_seconds_total") == 0
     assert value(reg, "faas_cost_usd_total") == 0
-    assert value(reg, "faas_billed_gb_seconds_total") is None
+    assert value(reg, "faas_billed_gigabyte_seconds_total") is None
     assert value(reg, "faas_init_duration_seconds_count") is None
     assert value(reg, "faas_coldstarts_total") is None
 

@@ -265,7 +265,7 @@ def test_overview_covers_what_users_ask_for() -> None:
         "faas_coldstarts_total",
         "faas_init_duration_seconds_bucket",
         "faas_mem_usage_bytes_bucket",
-        "faas_billed_gb_seconds_total",
+        "faas_billed_gigabyte_seconds_total",
         "faas_cost_usd_total",
         "faas_custom_",
     ):

@@ -81,7 +81,9 @@ async def test_a_node_stopped_under_load_and_started_again_loses_and_duplicates_
         node2_down = True
         assert nodes_in_cluster(node1) == 1
         # While node 2 is away, the reading side moves on to node 1 as well.
-        code = query_main(["invocations", "--es-url", f"{node2},{node1}", "--index-prefix", prefix])
+        code = query_main(
+            ["invocations", "--es-url", f"{node2},{node1}", "--es-index-prefix", prefix]
+        )
         assert code == 0, capsys.readouterr().err
         await asyncio.to_thread(stack, "up", "es-cluster-2")
         node2_down = False

@@ -82,13 +82,15 @@ async def test_gaps_late_frames_several_workers_and_a_restart_add_up(
     assert report.by_function() == {"checkout": (27, 3)}
 
     capsys.readouterr()  # the sinks' log lines
-    code = query_main(["loss", "--es-url", es_url, "--index-prefix", es_prefix, "--json"])
+    code = query_main(["loss", "--es-url", es_url, "--es-index-prefix", es_prefix, "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["frames_missing"] == 3
     assert printed["functions"] == {"checkout": {"frames_stored": 27, "frames_missing": 3}}
     assert "not_judged" in printed
 
-    code = query_main(["loss", "--es-url", es_url, "--index-prefix", es_prefix, "--function", "x"])
+    code = query_main(
+        ["loss", "--es-url", es_url, "--es-index-prefix", es_prefix, "--function", "x"]
+    )
     assert code == 1
     assert "no frames in the window" in capsys.readouterr().err

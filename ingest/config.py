@@ -94,6 +94,12 @@ def setting(default: Any, help: str, unit: str = "", **more: Any) -> Any:
     return field(default=default, metadata=about(help, unit, **more))
 
 
+def secret(help: str, metavar: str) -> Any:
+    """A credential for Elasticsearch: empty by default, never in ``repr`` (logs)."""
+    meta = about(help, used_by=ES_CLIENT, shown="none", metavar=metavar)
+    return field(default="", repr=False, metadata=meta)
+
+
 def _at_least(low: float) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value < low:
@@ -267,28 +273,16 @@ class IngestConfig:
     es_username: str = setting(
         "", "basic auth user (with es_password)", used_by=ES_CLIENT, metavar="USER"
     )
-    es_password: str = field(
-        default="",
-        repr=False,
-        metadata=about(
-            "basic auth password; prefer es_password_file or the environment (flags show in ps)",
-            used_by=ES_CLIENT,
-            shown="none",
-            metavar="PASSWORD",
-        ),
+    es_password: str = secret(
+        "basic auth password; prefer es_password_file or the environment (flags show in ps)",
+        metavar="PASSWORD",
     )
     es_password_file: str = setting(
         "", "file holding the basic auth password", used_by=ES_CLIENT, metavar="FILE"
     )
-    es_api_key: str = field(
-        default="",
-        repr=False,
-        metadata=about(
-            "API key: the 'encoded' value of POST /_security/api_key; prefer es_api_key_file",
-            used_by=ES_CLIENT,
-            shown="none",
-            metavar="KEY",
-        ),
+    es_api_key: str = secret(
+        "API key: the 'encoded' value of POST /_security/api_key; prefer es_api_key_file",
+        metavar="KEY",
     )
     es_api_key_file: str = setting(
         "", "file holding the API key", used_by=ES_CLIENT, metavar="FILE"

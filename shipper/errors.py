@@ -35,22 +35,33 @@ def _message(exc: BaseException) -> str:
         return f"<unprintable {type(exc).__name__}>"
 
 
+def fingerprint_of(error_type_name: str, frames: list[tuple[str, str]]) -> str:
+    """The protocol's fingerprint (docs/protocol.md, "Error fingerprint").
+
+    ``frames``: (file basename, function name) from the outermost to the innermost
+    frame. The first 16 hex digits of SHA-256 over the UTF-8 text
+    ``type|file:function|...`` of the type and the innermost five frames.
+    """
+    import hashlib
+
+    parts = [error_type_name, *(f"{file}:{func}" for file, func in frames[-FINGERPRINT_FRAMES:])]
+    return hashlib.sha256("|".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def fingerprint(exc: BaseException) -> str:
-    """Short hash of the type and the innermost frames (file basename + function).
+    """Fingerprint of an exception: its type and innermost frames (file basename + function).
 
     Line numbers are left out so that editing code above the failing line keeps
     the fingerprint; so is the decorator's own frame.
     """
-    import hashlib
     import traceback
 
     frames = [
-        f"{os.path.basename(f.filename)}:{f.name}"
+        (os.path.basename(f.filename), f.name)
         for f in traceback.extract_tb(exc.__traceback__)
         if f.filename != _WRAPPER_FILE
     ]
-    text = "|".join([error_type(exc), *frames[-FINGERPRINT_FRAMES:]])
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return fingerprint_of(error_type(exc), frames)
 
 
 def stack_trace(exc: BaseException) -> str:

@@ -221,6 +221,8 @@ def test_the_built_wheel_installs_only_the_faaslens_import_name(tmp_path: Path) 
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].startswith("faaslens-")}
     assert top == {"faaslens"}
-    for module in ("shipper/core.py", "ingest/runner.py", "ingest/sink_es/sink.py", "protocol.py"):
+    shipped = ("shipper/core.py", "ingest/runner.py", "ingest/sink_es/sink.py", "protocol.py")
+    # shipper/prices.json: the price table cost.py reads at import.
+    for module in (*shipped, "shipper/prices.json"):
         assert f"faaslens/{module}" in names
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)

@@ -52,6 +52,17 @@ CORE_LABELS: Final = (
 )
 OVERFLOW: Final = "_overflow"
 _OVERFLOW_KEY: Final = (OVERFLOW,) * len(CORE_LABELS)
+# Started and unfinished invocations: no outcome, cold start or trigger is known for
+# an invocation that never finished, so these have the identity labels only.
+LIFECYCLE_LABELS: Final = ("function", "version", "environment", "provider", "region")
+_LIFECYCLE_OVERFLOW_KEY: Final = (OVERFLOW,) * len(LIFECYCLE_LABELS)
+_LIFECYCLE_FIELDS: Final = (
+    "faas.name",
+    "faas.version",
+    "service.environment",
+    "cloud.provider",
+    "cloud.region",
+)
 
 DURATION_BUCKETS: Final = (
     0.001,
@@ -346,6 +357,78 @@ def _text_core(series: Iterable[_CoreSeries], openmetrics: bool) -> list[str]:
     return out
 
 
+class _LifecycleSeries:
+    """Started and unfinished counts for one function identity (both always rendered,
+    so that ratios and alerts have a zero to work with)."""
+
+    __slots__ = ("key", "last", "lbl", "started", "unfinished")
+
+    def __init__(self, key: tuple[str, ...]) -> None:
+        self.key = key
+        self.lbl = _label_text(LIFECYCLE_LABELS, key)
+        self.last = 0.0
+        self.started = 0
+        self.unfinished = 0
+
+
+_LIFECYCLE_FAMILIES: Final = (
+    ("faas_invocations_started", "Invocations that announced their start", "counter"),
+    (
+        "faas_invocations_unfinished",
+        "Started invocations whose record did not come by their timeout plus grace period",
+        "counter",
+    ),
+)
+
+
+def _lifecycle_families() -> tuple[CounterMetricFamily, ...]:
+    return tuple(
+        CounterMetricFamily(name, help_, labels=LIFECYCLE_LABELS)
+        for name, help_, _ in _LIFECYCLE_FAMILIES
+    )
+
+
+class _LifecycleCollector(Collector):
+    """The started / unfinished series as metric families, when collected."""
+
+    def __init__(self, series: dict[tuple[str, ...], _LifecycleSeries]) -> None:
+        self._series = series
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples."""
+        return _lifecycle_families()
+
+    def collect(self) -> Iterable[Metric]:
+        """Both families, a sample each per function identity."""
+        if _muted():
+            return ()
+        fams = _lifecycle_families()
+        started, unfinished = (f.samples for f in fams)
+        for s in list(self._series.values()):
+            labels = dict(zip(LIFECYCLE_LABELS, s.key, strict=True))
+            started.append(
+                _sample(("faas_invocations_started_total", labels, s.started, None, None, None))
+            )
+            unfinished.append(
+                _sample(
+                    ("faas_invocations_unfinished_total", labels, s.unfinished, None, None, None)
+                )
+            )
+        return fams
+
+
+def _text_lifecycle(series: Iterable[_LifecycleSeries], openmetrics: bool) -> list[str]:
+    """The lifecycle families as exposition text (what their collector holds)."""
+    snapshot = list(series)
+    out: list[str] = []
+    (started, h1, k1), (unfinished, h2, k2) = _LIFECYCLE_FAMILIES
+    _head(out, started, h1, k1, openmetrics)
+    out += [f"faas_invocations_started_total{s.lbl}}} {s.started}\n" for s in snapshot]
+    _head(out, unfinished, h2, k2, openmetrics)
+    out += [f"faas_invocations_unfinished_total{s.lbl}}} {s.unfinished}\n" for s in snapshot]
+    return out
+
+
 class _CustomSeries:
     """One series of a custom metric: the counter's or gauge's value, or a
     histogram's sum and per-bucket counts (+Inf last, not cumulative)."""
@@ -456,6 +539,8 @@ class Aggregates:
         self.custom_metrics_cap = custom_metrics_cap
         self._core: dict[tuple[str, ...], _CoreSeries] = {}
         registry.register(_CoreCollector(self._core))
+        self._lifecycle: dict[tuple[str, ...], _LifecycleSeries] = {}
+        registry.register(_LifecycleCollector(self._lifecycle))
         self.overflow = Counter(
             "faaslens_series_overflow",
             "Samples folded into the _overflow series because a metric hit its series cap",
@@ -474,6 +559,7 @@ class Aggregates:
             registry=registry,
         )
         self._core_overflow = self.overflow.labels("faas_invocations_total")
+        self._lifecycle_overflow = self.overflow.labels("faas_invocations_started_total")
         self._custom_rejected = {r: self.custom_rejected.labels(r) for r in CUSTOM_REJECT_REASONS}
         self._custom: dict[str, _Custom] = {}
         # (name, kind, label keys) that failed to register: not retried on every sample.
@@ -550,6 +636,42 @@ class Aggregates:
         if metrics:
             for m in metrics:
                 self._observe_custom(function, m, now)
+
+    def observe_started(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
+        """Count one started invocation (its frame's resource block and its start event,
+        whose fields win)."""
+        self._lifecycle_series(res, start, now).started += 1
+
+    def observe_unfinished(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
+        """Count one invocation settled as unfinished (the same fields as its start)."""
+        self._lifecycle_series(res, start, now).unfinished += 1
+
+    def _lifecycle_series(
+        self, res: dict[str, Any], ev: dict[str, Any], now: float
+    ) -> _LifecycleSeries:
+        get = res.get
+        key: tuple[str, ...] = (
+            get("faas.name", ""),
+            get("faas.version", ""),
+            get("service.environment", ""),
+            get("cloud.provider", ""),
+            get("cloud.region", ""),
+        )
+        if not ev.keys().isdisjoint(_LIFECYCLE_FIELDS):  # a field of the event wins
+            key = tuple(
+                ev.get(field, value) for field, value in zip(_LIFECYCLE_FIELDS, key, strict=True)
+            )
+        series = self._lifecycle
+        s = series.get(key)
+        if s is None:
+            if len(series) >= self.series_cap:
+                self._lifecycle_overflow.inc()
+                key = _LIFECYCLE_OVERFLOW_KEY
+                s = series.get(key)
+            if s is None:
+                s = series[key] = _LifecycleSeries(key)
+        s.last = now
+        return s
 
     def _new_core(self, key: tuple[str, ...]) -> _CoreSeries:
         if len(self._core) >= self.series_cap:
@@ -650,6 +772,11 @@ class Aggregates:
         for key in idle:
             del core[key]
         removed = len(idle)
+        lifecycle = self._lifecycle
+        idle = [k for k, s in lifecycle.items() if s.last < cutoff]
+        for key in idle:
+            del lifecycle[key]
+        removed += len(idle)
         for name, c in list(self._custom.items()):
             series = c.series
             idle = [k for k, s in series.items() if s.last < cutoff]
@@ -679,6 +806,7 @@ class Aggregates:
         """Every aggregate (core and custom) in the text or OpenMetrics format, without
         the OpenMetrics ``# EOF`` line: the same samples collect() gives the registry."""
         out = _text_core(self._core.values(), openmetrics)
+        out += _text_lifecycle(self._lifecycle.values(), openmetrics)
         for c in list(self._custom.values()):
             out += c.text(openmetrics)
         return "".join(out)

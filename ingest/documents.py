@@ -3,8 +3,10 @@
 Validation (:mod:`faaslens.ingest.validate`) decides what the protocol accepts;
 this module decides what is stored: the ECS ``event.*`` fields the worker adds
 (``event.dataset``, ``event.kind``, ``event.start``, ``event.end``), the
-document ids, the daily index each document goes to, and the error document
-projected from an invocation or log line that carries an error.
+document ids, the daily index each document goes to, the error document
+projected from an invocation or log line that carries an error, and the
+*unfinished* invocation document made from a start event whose record never
+came (:mod:`faaslens.ingest.settle` decides when).
 
 Sources leave here serialized (:class:`~faaslens.ingest.events.Doc`), so
 batching and the bulk body never touch the JSON again.
@@ -63,6 +65,24 @@ def day_of(ts_ms: int) -> str:
         day = datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y.%m.%d")
         DAY_CACHE[n] = day
     return day
+
+
+# The value of event.reason on every unfinished invocation document (bounded).
+UNFINISHED_REASON: Final = "no invocation record received within its timeout plus grace period"
+
+
+def unfinished_doc(exec_id: str, res: dict[str, Any], start: dict[str, Any]) -> Doc:
+    """The unfinished invocation document of a start event (docs/protocol.md, "Settling
+    started invocations"): under the record's id and day, so the record can replace it."""
+    doc = res.copy()
+    doc.update(start)
+    doc["event.dataset"] = "faas.invocation"
+    doc["event.kind"] = "event"
+    doc["event.outcome"] = "unknown"
+    doc["event.reason"] = UNFINISHED_REASON
+    ts: int = doc["@timestamp"]
+    doc["event.start"] = ts
+    return Doc("invocations", exec_id, day_of(ts), orjson.dumps(doc))
 
 
 def log_doc_id(exec_id: str | None, src: str, seq: int) -> str:
@@ -130,3 +150,15 @@ def log_docs(
     docs.append(Doc("logs", doc_id, day, source))
     if "error.type" in ev and ev["log.level"] in ERROR_LEVELS:
         docs.append(Doc("errors", doc_id, day, error_source(res, ev)))
+
+
+def mark_frame(docs: list[Doc], src: str, seq: int) -> None:
+    """Put the frame's ``src`` and ``seq`` on its first document (an invocation or a log
+    line, never an error document): the loss ledger counts stored frames from them
+    (``faaslens query loss``). One document per frame, so a count of documents is a
+    count of frames. ``src`` matched ``[A-Za-z0-9_.-]``: nothing to escape.
+    """
+    if docs:
+        first = docs[0]
+        tail = b',"faas.frame.src":"%s","faas.frame.seq":%d}' % (src.encode(), seq)
+        docs[0] = Doc(first.kind, first.doc_id, first.day, first.source[:-1] + tail)

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -32,9 +33,11 @@ from faaslens.ingest.batcher import Batcher
 from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, parse_hostport
 from faaslens.ingest.events import Sink
 from faaslens.ingest.http import HttpServer
+from faaslens.ingest.pending import Pending
 from faaslens.ingest.pipeline import Pipeline
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
 from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.settle import Settler
 from faaslens.ingest.sink_null import NullSink
 from faaslens.ingest.source_lines import LinesSource, start_lines
 from faaslens.ingest.source_tcp import TcpSource
@@ -90,6 +93,16 @@ class Worker:
             require_signature=config.require_signature,
             max_frame_bytes=config.max_frame_bytes,
         )
+        self.settler = Settler(
+            Pending(
+                cap=config.pending_max,
+                grace_s=config.unfinished_grace_s,
+                default_timeout_s=config.unfinished_default_timeout_s,
+            ),
+            self.aggregates.observe_started,
+            self.aggregates.observe_unfinished,
+        )
+        self.metrics.watch_settling(self._settling_figures)
         self.pipeline: Pipeline | None = None
         self.udp: UdpSource | None = None
         self.tcp: TcpSource | None = None
@@ -161,7 +174,9 @@ class Worker:
                 rejections=RejectionLog(),
                 retry_base_s=cfg.retry_base_s,
                 retry_max_s=cfg.retry_max_s,
+                settler=self.settler,
             )
+            self._load_pending()
             self.pipeline.start()
             reuse_port = cfg.reuse_port
             if cfg.tcp_listen:
@@ -206,6 +221,45 @@ class Worker:
         log.info(
             "worker started", udp=self.udp_address, tcp=self.tcp_address, http=self.http_address
         )
+
+    def _settling_figures(self) -> tuple[int, int, int]:
+        settler = self.settler
+        return len(settler.pending), settler.pending.overflow, settler.late
+
+    def _load_pending(self) -> None:
+        """Read back the pending table a graceful stop saved (then remove the file)."""
+        path = Path(self.config.pending_state_path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("pending state not readable", path=str(path), error=str(exc))
+            return
+        try:
+            n = self.settler.pending.load(data, time.monotonic(), time.time_ns() // 1_000_000)
+        except ValueError as exc:
+            log.error("pending state ignored", path=str(path), error=str(exc))
+            n = 0
+        log.info("pending invocations restored", count=n, path=str(path))
+        path.unlink(missing_ok=True)
+
+    def _save_pending(self) -> None:
+        """Write the pending table for the next start (atomically: temp file + rename)."""
+        pending = self.settler.pending
+        path = Path(self.config.pending_state_path)
+        if pending.is_empty() and not path.exists():
+            return
+        data = pending.dump(time.monotonic(), time.time_ns() // 1_000_000)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("pending state not saved", path=str(path), error=str(exc))
+            return
+        log.info("pending invocations saved", count=len(pending), path=str(path))
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -255,13 +309,15 @@ class Worker:
                 await asyncio.wait_for(self.pipeline.drain(), left())
             except TimeoutError:
                 self.pipeline.abandon()
-        # 3. the sink
+        # 3. what is still pending, for the next start (unfinished ones were settled above)
+        self._save_pending()
+        # 4. the sink
         if self._sink is not None:
             try:
                 await asyncio.wait_for(self._sink.close(), left())
             except TimeoutError:
                 log.error("sink did not close in time")
-        # 4. housekeeping and HTTP last, so /metrics tells the story until the end
+        # 5. housekeeping and HTTP last, so /metrics tells the story until the end
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -291,7 +347,17 @@ class StartError(OSError):
 
 
 # Settings naming a file or a folder the worker opens at start, for _naming_path.
-PATH_SETTINGS = ("spool_dir", "dead_letter_path", "es_templates_dir", "lines_declarations")
+PATH_SETTINGS = (
+    "state_dir",
+    "spool_dir",
+    "dead_letter_path",
+    "pending_state_path",
+    "es_templates_dir",
+    "es_ca_certs",
+    "es_password_file",
+    "es_api_key_file",
+    "lines_declarations",
+)
 
 
 def _reason(exc: OSError) -> str:
@@ -317,13 +383,20 @@ def _naming_path(config: IngestConfig) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        filename = os.fsdecode(exc.filename) if exc.filename is not None else None
-        for setting in PATH_SETTINGS:
-            value = str(getattr(config, setting, "") or "")
-            if filename and value and (filename == value or filename.startswith(value + "/")):
-                where = "" if filename == value else f" ({filename})"
-                raise StartError(exc.errno, f"{setting} {value!r}{where}: {_reason(exc)}") from exc
-        raise
+        if exc.filename is None:
+            raise
+        filename = os.fsdecode(exc.filename)
+        holders = [
+            (len(value), setting, value)
+            for setting in PATH_SETTINGS
+            if (value := str(getattr(config, setting) or ""))
+            and (filename == value or filename.startswith(value.rstrip("/") + "/"))
+        ]
+        if not holders:
+            raise
+        _, setting, value = max(holders)  # the most specific: spool_dir inside state_dir
+        where = "" if filename == value else f" ({filename})"
+        raise StartError(exc.errno, f"{setting} {value!r}{where}: {_reason(exc)}") from exc
 
 
 def make_sink(config: IngestConfig, registry: CollectorRegistry) -> Sink:

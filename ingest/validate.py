@@ -30,6 +30,7 @@ from faaslens.ingest.documents import (
     error_source,
     invocation_docs,
     log_docs,
+    mark_frame,
 )
 from faaslens.ingest.events import Doc
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
@@ -123,6 +124,19 @@ LOG_FIELDS: Final[dict[str, _Spec]] = {
     "labels": (_LOG_LABELS, None),
 }
 LOG_REQUIRED: Final = ("@timestamp", "event.sequence", "log.level", "message")
+
+START_FIELDS: Final[dict[str, _Spec]] = {
+    **RESOURCE_FIELDS,
+    "t": (_SKIP, None),
+    "faas.execution": (_EXEC, 128),
+    "@timestamp": (_UINT, _MAX_TS),
+    "faas.timeout": (_UINT, _MAX_INT),
+    "faas.coldstart": (_BOOL, None),
+    "faas.trigger.type": (_ENUM, _TRIGGERS),
+    **_TRACE_FIELDS,
+}
+START_REQUIRED: Final = ("faas.execution", "@timestamp")
+_START_REQUIRED_SET: Final = frozenset(START_REQUIRED)
 _INV_REQUIRED_SET: Final = frozenset(INV_REQUIRED)
 _LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
 
@@ -146,6 +160,8 @@ class FrameResult:
     rejected: str | None  # frame-level reason (events.FRAME_REASONS) or None
     docs: list[Doc] = field(default_factory=list)  # per event: its doc, then its error doc
     invocations: list[dict[str, Any]] = field(default_factory=list)  # res + inv, with "metrics"
+    # (resource, start event without "t"): the resource dict may be shared, never modify it
+    starts: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     event_rejections: list[str] = field(default_factory=list)  # one reason per rejected event
     unknown_fields: int = 0
     src: str | None = None
@@ -424,12 +440,19 @@ class Validator:
                     if res_json is None:
                         res_json = dumps_members(res)
                     log_docs(res, res_json, ev, src, docs)
+                elif t == "start":
+                    if not ev.keys() >= _START_REQUIRED_SET:
+                        raise _Reject("missing_field")
+                    result.unknown_fields += _check_fields(ev, START_FIELDS)
+                    del ev["t"]
+                    result.starts.append((res, ev))
                 elif t is None and "t" not in ev:
                     raise _Reject("missing_field")
                 else:
                     raise _Reject("unknown_type")
             except _Reject as rej:
                 result.event_rejections.append(rej.reason)
+        mark_frame(docs, src, seq)
         return result
 
     def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
@@ -447,9 +470,15 @@ class Validator:
         overrides = fast.overrides if res else None
         days = DAY_CACHE
         events: list[Any] = env.ev
+        start_type: Any = fast.start_type
         for ev in events:
             if type(ev) is not log_type:
-                result.invocations.append(invocation_docs(res, to_dict(ev), docs))
+                if type(ev) is start_type:
+                    start = to_dict(ev)
+                    del start["t"]
+                    result.starts.append((res, start))
+                else:
+                    result.invocations.append(invocation_docs(res, to_dict(ev), docs))
                 continue
             if overrides is not None and overrides(ev):
                 log_docs(res, res_json, to_dict(ev), src, docs)
@@ -463,6 +492,7 @@ class Validator:
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
+        mark_frame(docs, src, env.seq)
         return result
 
 
@@ -487,6 +517,8 @@ def _fast_decoder() -> FastDecoder:
         inv_required=INV_REQUIRED,
         log=LOG_FIELDS,
         log_required=LOG_REQUIRED,
+        start=START_FIELDS,
+        start_required=START_REQUIRED,
         limits={
             "events": P.MAX_EVENTS,
             "inv_labels": P.MAX_INV_LABELS,

@@ -52,6 +52,8 @@ class FastDecoder:
         inv_required: tuple[str, ...],
         log: Mapping[str, tuple[int, Any]],
         log_required: tuple[str, ...],
+        start: Mapping[str, tuple[int, Any]],
+        start_required: tuple[str, ...],
         limits: Mapping[str, int],
     ) -> None:
         self._k = kinds
@@ -89,7 +91,8 @@ class FastDecoder:
         res_struct = self._struct("Resource", resource, (), None)
         inv_struct = self._struct("Invocation", inv, inv_required, "inv")
         log_struct = self._struct("Log", log, log_required, "log")
-        event: Any = Union[inv_struct, log_struct]  # noqa: UP007
+        start_struct = self._struct("Start", start, start_required, "start")
+        event: Any = Union[inv_struct, log_struct, start_struct]  # noqa: UP007
         envelope = msgspec.defstruct(
             "Envelope",
             [
@@ -117,6 +120,7 @@ class FastDecoder:
         self.encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
         self.inv_type: type = inv_struct
         self.log_type: type = log_struct
+        self.start_type: type = start_struct
         # The resource fields an event may override, read in one C call.
         self._overrides = operator.attrgetter(*[_attr(k) for k in resource])
         self._log_labels = operator.attrgetter(_attr("labels"))
@@ -124,10 +128,10 @@ class FastDecoder:
         self._ids = operator.attrgetter(
             *[_attr(k) for k, (code, _) in inv.items() if code == kinds["hex"]]
         )
-        if {k for k, (c, _) in log.items() if c == kinds["hex"]} != {
-            k for k, (c, _) in inv.items() if c == kinds["hex"]
-        }:
-            raise ValueError("invocation and log events must share their hex id fields")
+        hex_ids = {k for k, (c, _) in inv.items() if c == kinds["hex"]}
+        for other in (log, start):
+            if {k for k, (c, _) in other.items() if c == kinds["hex"]} != hex_ids:
+                raise ValueError("every event type must have the same hex id fields")
 
     @staticmethod
     def _int_any() -> Any:
@@ -202,6 +206,7 @@ class FastDecoder:
         if env.v != 1:
             return None
         log_type = self.log_type
+        inv_type = self.inv_type
         labels_of = self._log_labels
         metrics_of = self._inv_metrics
         ids_of = self._ids
@@ -213,7 +218,7 @@ class FastDecoder:
                 labels = labels_of(ev)
                 if labels is not UNSET and not _labels_exact(labels, self._label_depth):
                     return None  # nested or unusual values: the reference path judges
-            else:
+            elif type(ev) is inv_type:
                 metrics = metrics_of(ev)
                 if metrics is not UNSET:
                     for m in metrics:

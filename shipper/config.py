@@ -44,6 +44,7 @@ class ShipperConfig:
         "echo",
         "endpoint",
         "environment",
+        "flush_interval_ms",
         "function_name",
         "gcp_generation",
         "hmac_key",
@@ -57,6 +58,7 @@ class ShipperConfig:
         "region",
         "service",
         "service_version",
+        "start_events",
         "tcp_timeout_s",
         "timeout_margin_ms",
     )
@@ -86,6 +88,13 @@ class ShipperConfig:
         # Record a timeout this long before the platform's deadline (AWS); 0 disables.
         self.timeout_margin_ms: int = 50
         self.tcp_timeout_s: float = 0.5
+        # Announce each invocation with a start event, so the worker can tell one that
+        # never finished (docs/protocol.md, t: "start").
+        self.start_events: bool = True
+        # A line leaves at most 3/4 of this after being logged once its invocation has run
+        # half of it (shipper/flusher.py), so a process that dies keeps the lines logged
+        # this long before (0: lines leave with the record only).
+        self.flush_interval_ms: int = 1000
         self.prices: dict[str, Any] = {}
         for key, value in values.items():
             if key not in self.__slots__:
@@ -115,9 +124,17 @@ def _coerce(key: str, raw: Any) -> Any:
     try:
         if key in ("echo", "disabled"):
             return parse_bool(raw, default=False)  # both are off unless switched on
+        if key == "start_events":
+            return parse_bool(raw, default=True)
         if key == "max_datagram" and raw in (None, ""):
             return None
-        if key in ("max_datagram", "debug_buffer", "timeout_margin_ms", "gcp_generation"):
+        if key in (
+            "max_datagram",
+            "debug_buffer",
+            "timeout_margin_ms",
+            "gcp_generation",
+            "flush_interval_ms",
+        ):
             value = _number(int, raw)
             if key == "max_datagram" and not 256 <= value <= 65_507:
                 raise ValueError("must be between 256 and 65507")

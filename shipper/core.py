@@ -90,7 +90,8 @@ def peak_rss() -> int | None:
 
 
 class Shipper:
-    """Sends one record per invocation, with its log lines, errors and metrics.
+    """Sends one record per invocation, with its log lines, errors and metrics; before
+    it, a start event (``start_events``) and, for long invocations, their lines so far.
 
     Parameters are for tests and simulations; in a function use the module
     functions (:func:`shipper.instrument`, ...), which share one shipper built
@@ -152,6 +153,16 @@ class Shipper:
         self.disabled = cfg.disabled
         self._margin_ms = cfg.timeout_margin_ms
         self._next_seq = self._seq.__next__
+        self._start_events = cfg.start_events
+        # Invocations running now, for the periodic flush of their lines (None: disabled);
+        # those older than half the interval have their lines flushed (shipper/flusher.py).
+        self._flush_ns = cfg.flush_interval_ms * 1_000_000
+        self._flush_age_ns = self._flush_ns // 2
+        self._running: set[Invocation] | None = set() if self._flush_ns else None
+        self._flusher: Any = None
+        # Frames leave from the handler's thread and from the flusher and watchdog threads:
+        # packing (sequence numbers) and sending happen under one lock, in order.
+        self._send_lock = threading.Lock()
 
     # ------------------------------------------------------------ public API
 
@@ -203,12 +214,16 @@ class Shipper:
     def flush(self) -> None:
         """Retry frames waiting for a TCP connection (UDP sends never wait)."""
         try:
-            self._transport.send(())
+            with self._send_lock:
+                self._transport.send(())
         except Exception:
             self.stats.internal_errors += 1
 
     def close(self) -> None:
-        """Release the socket (a later send reopens it)."""
+        """Release the socket (a later send reopens it) and stop the flusher thread."""
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
         self._transport.close()
 
     # ------------------------------------------------------------ invocation lifecycle
@@ -245,9 +260,17 @@ class Shipper:
                 inv.init_ns = self._clock.process_age_ns()
             if self._pending_metrics:
                 inv.metrics, self._pending_metrics = self._pending_metrics, MetricBuffer()
-            if info.remaining_ms is not None and self._margin_ms:
-                self._arm_watchdog(inv, info.remaining_ms)
+            remaining = info.remaining_ms
+            if remaining is not None and self._margin_ms:
+                self._arm_watchdog(inv, remaining)
+            if self._start_events:
+                self._send_start(inv, remaining() if remaining is not None else None)
             self.stats.invocations += 1
+            running = self._running
+            if running is not None:
+                running.add(inv)
+                if self._flusher is None:
+                    self._start_flusher()
             inv.t0 = self._perf_ns()
             return inv
         except Exception:
@@ -265,6 +288,8 @@ class Shipper:
                 if inv.done:
                     return
                 inv.done = True
+            if self._running is not None:
+                self._running.discard(inv)
             self._send_record(inv, end - inv.t0, exc, timed_out)
         except Exception:
             self.stats.internal_errors += 1
@@ -330,8 +355,66 @@ class Shipper:
         if failed and inv.deferred is not None:
             # The debug buffer is bounded: older kept-aside lines were pushed out.
             self.stats.dropped_lines += inv.deferred_total - len(inv.deferred)
-        self._transport.send(self._packer.pack(self._res_json, events, self._next_seq))
+        self._send(events)
         self.stats.frames_oversize = self._packer.oversize
+
+    def _send(self, events: list[dict[str, Any]]) -> None:
+        with self._send_lock:
+            self._transport.send(self._packer.pack(self._res_json, events, self._next_seq))
+
+    def _send_start(self, inv: Invocation, remaining_ms: object) -> None:
+        """The start event (docs/protocol.md, ``t: "start"``), sent at once."""
+        ev: dict[str, Any] = {
+            "t": "start",
+            "faas.execution": inv.execution_id,
+            "@timestamp": inv.start_ms,
+            "faas.coldstart": inv.coldstart,
+        }
+        diff = self._plan(inv.info.fields)[0]
+        if diff:
+            ev.update(diff)
+        if inv.name is not None and self.resource.get("faas.name") != inv.name:
+            ev["faas.name"] = inv.name
+        if inv.trigger is not None:
+            ev["faas.trigger.type"] = inv.trigger
+        if type(remaining_ms) is int and remaining_ms > 0:
+            ev["faas.timeout"] = remaining_ms * 1_000_000
+        if inv.trace_id is not None:
+            ev["trace.id"] = inv.trace_id
+            if inv.span_id is not None:
+                ev["span.id"] = inv.span_id
+        self._send([ev])
+
+    # ------------------------------------------------------------ periodic flush
+
+    def _start_flusher(self) -> None:
+        from faaslens.shipper.flusher import Flusher
+
+        with _finish_lock:
+            if self._flusher is None:
+                self._flusher = Flusher(self._flush_ns / 1e9, self._flush_running)
+
+    def _flush_running(self, now_ns: int) -> None:
+        """Send the pending lines of invocations running for at least half the flush interval."""
+        running = self._running
+        if not running:
+            return
+        try:
+            for inv in list(running):
+                if inv.done or now_ns - inv.t0 < self._flush_age_ns:
+                    continue
+                lines = inv.take_unsent()
+                if not lines:
+                    continue
+                ident = self._plan(inv.info.fields)[3]
+                if inv.name is not None and self.resource.get("faas.name") != inv.name:
+                    ident = {**ident, "faas.name": inv.name} if ident else {"faas.name": inv.name}
+                events: list[dict[str, Any]] = []
+                self._line_events(lines, inv.execution_id, inv.trace_id, events, ident)
+                self._send(events)
+                self.stats.lines_flushed += len(lines)
+        except Exception:
+            self.stats.internal_errors += 1
 
     def _peak_rss(self, duration: int) -> int | None:
         """Peak RSS, re-read (a syscall, ~1 us) unless a sub-millisecond invocation
@@ -459,7 +542,7 @@ class Shipper:
                 self._echo(line, None)
             events: list[dict[str, Any]] = []
             self._line_events([line], None, None, events)
-            self._transport.send(self._packer.pack(self._res_json, events, self._next_seq))
+            self._send(events)
         except Exception:
             self.stats.internal_errors += 1
 

@@ -3,7 +3,9 @@
 The current invocation lives in a ContextVar, so concurrent invocations on
 threads or asyncio tasks never see each other's lines, labels or metrics.
 Everything recorded during an invocation is buffered here as tuples and
-serialized once, when it ends (see :mod:`shipper.core`).
+serialized once, when it ends (see :mod:`shipper.core`); the lines of an
+invocation that runs past the flush interval leave earlier, in batches
+(:mod:`shipper.flusher`).
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class Invocation:
         "metrics",
         "name",
         "owner",
+        "sent",
         "seq",
         "span_id",
         "start_ms",
@@ -182,6 +185,7 @@ class Invocation:
         self.init_ns: int | None = None
         self.keep_level = keep_level
         self.lines: list[Line] = []
+        self.sent = 0  # lines[:sent] already left, flushed while the invocation ran
         self.deferred: deque[Line] | None = None  # made on the first kept-aside line
         self.deferred_max = deferred_max
         self.deferred_total = 0
@@ -239,10 +243,27 @@ class Invocation:
         self.deferred_total += 1
 
     def lines_to_ship(self, failed: bool) -> list[Line]:
-        """The lines that go out: kept-aside ones too when the invocation failed."""
+        """The lines that go with the record: those not flushed yet, and the kept-aside
+        ones too when the invocation failed."""
+        lines = self.lines[self.sent :] if self.sent else self.lines
         if failed and self.deferred:
-            return sorted([*self.lines, *self.deferred])
-        return self.lines
+            return sorted([*lines, *self.deferred])
+        return lines
+
+    def take_unsent(self) -> list[Line]:
+        """Lines not sent yet, now counted as sent (the periodic flush's share).
+
+        Called from the flusher thread while the handler may append: only lines
+        already in the list are taken. Should the record be sent meanwhile, a line
+        may go twice; its document id (invocation id + sequence) makes that harmless.
+        """
+        lines = self.lines
+        n = len(lines)
+        first = self.sent
+        if n <= first:
+            return []
+        self.sent = n
+        return lines[first:n]
 
     def set_label(self, key: str, value: object) -> None:
         """Attach a label (``labels.<key>``) to the invocation record (<= 32, values str)."""

@@ -30,6 +30,7 @@ class Stats:
         "internal_errors",
         "invocations",
         "lines",
+        "lines_flushed",
         "send_errors",
         "tcp_dropped",
         "tcp_reconnects",
@@ -46,6 +47,7 @@ class Stats:
         self.internal_errors = 0  # the shipper's own failures, swallowed
         self.invocations = 0
         self.lines = 0
+        self.lines_flushed = 0  # of which sent before their invocation ended
         self.send_errors = 0
         self.tcp_dropped = 0  # frames dropped from the TCP queue while disconnected
         self.tcp_reconnects = 0

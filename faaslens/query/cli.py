@@ -120,6 +120,18 @@ def _parser() -> argparse.ArgumentParser:
         "--type", dest="error_type", metavar="TYPE", help="error.type, exactly (default: any)"
     )
     _window_and_limit(errs, since="24h", limit=20, what="error fingerprints")
+
+    loss = sub.add_parser(
+        "loss",
+        parents=[common],
+        help="frames senders sent that never reached Elasticsearch, across all workers",
+        description="Per function and per sender, the frames missing between the first and "
+        "the last sequence number stored in the window, whichever worker took them "
+        "(docs/reading.md, 'Loss across workers and restarts').",
+    )
+    loss.add_argument("--function", metavar="NAME", help="faas.name, exactly (default: any)")
+    loss.add_argument("--since", default="1h", help=f"from: {TIME_HELP} (default: 1h)")
+    loss.add_argument("--until", help=f"to: {TIME_HELP} (default: now)")
     return parser
 
 
@@ -153,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     url, prefix = config.es_url, config.es_index_prefix
     try:
-        with QueryClient(url, prefix, timeout_s=config.es_request_timeout_s) as client:
+        # The whole config: its nodes, TLS settings and credentials, as the worker uses them.
+        with QueryClient(config, prefix, timeout_s=config.es_request_timeout_s) as client:
             if args.command == "invocation":
                 view = client.invocation(args.invocation_id)
                 if not view.found:
@@ -185,6 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _print_json(docs)
                 else:
                     print(render.invocations_table(docs))
+                return EXIT_OK
+
+            if args.command == "loss":
+                report = client.loss(since_ms=since, until_ms=until, function=args.function)
+                if not report.senders:
+                    return fail(PROG, "no frames in the window", EXIT_EMPTY)
+                if args.json:
+                    _print_json(report.as_json())
+                else:
+                    print(render.loss_table(report))
                 return EXIT_OK
 
             groups = client.errors(

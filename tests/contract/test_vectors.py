@@ -48,6 +48,7 @@ def test_worker_turns_the_frame_into_the_expected_documents(name: str) -> None:
         for d in result.docs
     ]
     assert docs == spec["docs"]
+    assert [{**res, **start} for res, start in result.starts] == spec["starts"]
     assert dict(Counter(result.event_rejections)) == spec["event_rejections"]
     assert result.unknown_fields == spec["unknown_fields"]
 

@@ -88,6 +88,17 @@ def _inv(**fields: Any) -> dict[str, Any]:
     return ev
 
 
+def _start(**fields: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "t": "start",
+        "faas.execution": "hand-0001",
+        "@timestamp": TS,
+        "faas.timeout": 3_000_000_000,
+    }
+    ev.update(fields)
+    return ev
+
+
 def _env(*events: dict[str, Any], **envelope: Any) -> bytes:
     env: dict[str, Any] = {"v": 1, "src": "hand-src", "seq": 1, "res": {"faas.name": "hand"}}
     env.update(envelope)
@@ -128,6 +139,29 @@ def hostile_frames() -> dict[str, tuple[bytes, dict[str, Any]]]:
         ),
         "hostile_bad_value": (_env(_inv(**{"event.outcome": "meh"}), log_ok), no_keys),
         "hostile_unknown_type": (_env({"t": "span", "@timestamp": TS}, log_ok), no_keys),
+        # A start event with every field (a shipper's first frame of an invocation).
+        "hostile_start": (
+            _env(
+                _start(
+                    **{
+                        "faas.coldstart": True,
+                        "faas.trigger.type": "http",
+                        "trace.id": "0af7651916cd43dd8448eb211c80319c",
+                        "span.id": "b7ad6b7169203331",
+                        "faas.name": "hand/override",
+                    }
+                )
+            ),
+            no_keys,
+        ),
+        "hostile_start_missing_field": (
+            _env({"t": "start", "@timestamp": TS}, _start(**{"faas.execution": "hand-0002"})),
+            no_keys,
+        ),
+        "hostile_start_bad_value": (
+            _env(_start(**{"faas.timeout": -1}), _start(**{"faas.execution": "hand-0002"})),
+            no_keys,
+        ),
         "hostile_error_log_line": (
             _env(
                 {
@@ -170,6 +204,8 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
         del merged["t"]
         merged.pop("metrics", None)
         day = _day(merged["@timestamp"])
+        if ev["t"] == "start":
+            continue  # no document: the worker waits for the record (expected_starts)
         if ev["t"] == "inv":
             doc_id = merged["faas.execution"]
             merged["event.dataset"] = "faas.invocation"
@@ -199,7 +235,22 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                         "_source": _error_doc(merged),
                     }
                 )
+    if docs:  # the frame's first document carries its source and sequence (loss ledger)
+        docs[0]["_source"] |= {"faas.frame.src": env["src"], "faas.frame.seq": env["seq"]}
     return docs
+
+
+def expected_starts(frame: bytes) -> list[dict[str, Any]]:
+    """The start events of a valid frame, as the worker tracks them (resource merged in),
+    per docs/protocol.md ("Settling started invocations")."""
+    body = frame.split(b" ", 3)[3] if frame.startswith(b"s1 ") else frame
+    env = orjson.loads(body)
+    res = env.get("res", {})
+    return [
+        {k: v for k, v in {**res, **ev}.items() if k != "t"}
+        for ev in env["ev"]
+        if ev["t"] == "start"
+    ]
 
 
 def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
@@ -218,6 +269,7 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         return {
             "rejected": frame_level[name],
             "docs": [],
+            "starts": [],
             "event_rejections": {},
             "unknown_fields": 0,
         }
@@ -228,6 +280,8 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         "hostile_missing_field": (0, "missing_field"),
         "hostile_bad_value": (0, "bad_value"),
         "hostile_unknown_type": (0, "unknown_type"),
+        "hostile_start_missing_field": (0, "missing_field"),
+        "hostile_start_bad_value": (0, "bad_value"),
     }
     unknown = 0
     reasons: Tally[str] = Tally()
@@ -241,6 +295,7 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
     return {
         "rejected": None,
         "docs": expected_docs(orjson.dumps(env)),
+        "starts": expected_starts(orjson.dumps(env)),
         "event_rejections": dict(reasons),
         "unknown_fields": unknown,
     }
@@ -255,6 +310,7 @@ def all_vectors() -> dict[str, tuple[bytes, dict[str, Any]]]:
             {
                 "rejected": None,
                 "docs": expected_docs(frame),
+                "starts": expected_starts(frame),
                 "event_rejections": {},
                 "unknown_fields": 0,
             }

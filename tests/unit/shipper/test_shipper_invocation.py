@@ -367,7 +367,9 @@ def test_module_level_api_follows_configure(rx: Receiver) -> None:
     previous = core._default
     other = Receiver()
     try:
-        faaslens.configure(endpoint=rx.endpoint, service="api", environment="dev")
+        faaslens.configure(
+            endpoint=rx.endpoint, service="api", environment="dev", start_events=False
+        )
 
         @faaslens.instrument(name="ping")
         def handler() -> str:
@@ -383,8 +385,9 @@ def test_module_level_api_follows_configure(rx: Receiver) -> None:
         assert env["ev"][0]["labels"] == {"k": "v"}
         faaslens.configure(endpoint=other.endpoint)  # after decoration: followed
         handler()
-        assert len(other.frames()) == 1 and rx.frames() == []
-        assert faaslens.stats()["frames_sent"] == 1
+        start, record = (e["ev"][0] for e in other.envelopes())  # start events are on by default
+        assert (start["t"], record["t"]) == ("start", "inv") and rx.frames() == []
+        assert faaslens.stats()["frames_sent"] == 2
     finally:
         core._default = previous
         other.close()

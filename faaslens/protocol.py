@@ -21,6 +21,7 @@ UDP_MAX: Final = 65_507  # the IPv4 UDP payload limit
 TCP_MAX: Final = 1 << 20  # the worker's default max_frame_bytes
 
 # Field limits of docs/protocol.md (characters; the marker counts towards the limit).
+MAX_EXECUTION_ID: Final = 128  # faas.execution: ids are cut, never marked
 MAX_MESSAGE: Final = 32 * 1024
 MAX_ERROR_MESSAGE: Final = 8 * 1024
 MAX_STACK: Final = 32 * 1024

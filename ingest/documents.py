@@ -158,3 +158,15 @@ def log_docs(
     docs.append(Doc("logs", doc_id, day, source))
     if "error.type" in ev and ev["log.level"] in ERROR_LEVELS:
         docs.append(Doc("errors", doc_id, day, error_source(res, ev)))
+
+
+def mark_frame(docs: list[Doc], src: str, seq: int) -> None:
+    """Put the frame's ``src`` and ``seq`` on its first document (an invocation or a log
+    line, never an error document): the loss ledger counts stored frames from them
+    (``faaslens query loss``). One document per frame, so a count of documents is a
+    count of frames. ``src`` matched ``[A-Za-z0-9_.-]``: nothing to escape.
+    """
+    if docs:
+        first = docs[0]
+        tail = b',"faas.frame.src":"%s","faas.frame.seq":%d}' % (src.encode(), seq)
+        docs[0] = Doc(first.kind, first.doc_id, first.day, first.source[:-1] + tail)

@@ -31,6 +31,7 @@ from faaslens.ingest.documents import (
     invocation_docs,
     log_doc_id,
     log_docs,
+    mark_frame,
 )
 from faaslens.ingest.events import Doc
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
@@ -477,6 +478,7 @@ class Validator:
                     raise _Reject("unknown_type")
             except _Reject as rej:
                 result.event_rejections.append(rej.reason)
+        mark_frame(docs, src, seq)
         return result
 
     def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
@@ -522,6 +524,7 @@ class Validator:
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
+        mark_frame(docs, src, env.seq)
         return result
 
 

@@ -139,7 +139,7 @@ def _coerce(key: str, raw: Any) -> Any:
             "http_failure_status",
             "flush_interval_ms",
         ):
-            value = int(raw)
+            value = _number(int, raw)
             if key == "http_failure_status" and value and not 100 <= value <= 999:
                 raise ValueError("0 (never) or an HTTP status, 100-999")
             if key == "max_datagram" and not 256 <= value <= 65_507:
@@ -150,11 +150,11 @@ def _coerce(key: str, raw: Any) -> Any:
                 raise ValueError("must be >= 0")
             return value
         if key == "memory_mb":
-            return None if raw in (None, "") else int(raw)
+            return None if raw in (None, "") else _number(int, raw)
         if key == "cpu":
-            return None if raw in (None, "") else float(raw)
+            return None if raw in (None, "") else _number(float, raw)
         if key in ("log_sample_rate", "tcp_timeout_s"):
-            value_f = float(raw)
+            value_f = _number(float, raw)
             if key == "log_sample_rate" and not 0.0 <= value_f <= 1.0:
                 raise ValueError("must be between 0 and 1")
             return value_f
@@ -180,6 +180,22 @@ def _coerce(key: str, raw: Any) -> Any:
         return None if raw is None else str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from exc
+
+
+def _number(kind: type[int] | type[float], raw: Any) -> Any:
+    """A number from code (as ``kind()`` takes it) or from a variable's text."""
+    if not isinstance(raw, str):
+        return kind(raw)
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"not {what}: {raw!r}") from None
+
+
+# Settings where a variable set to nothing is a value (no key is redacted); for the
+# others it counts as not set, as for the worker's booleans and numbers.
+BLANK_IS_A_VALUE = frozenset({"redact_keys"})
 
 
 LOOPBACK_DATAGRAM = 60_000
@@ -217,31 +233,41 @@ def parse_endpoint(endpoint: str) -> tuple[str, str, int]:
     return scheme, host, port
 
 
-def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> ShipperConfig:
+def load_config(
+    environ: Mapping[str, str] | None = None, *, strict: bool = False, **overrides: Any
+) -> ShipperConfig:
     """Settings from ``FAASLENS_*`` variables, then ``overrides``.
 
     A bad environment value is reported on stderr and ignored: instrumentation
-    must never stop a function from running. Bad ``overrides`` raise
-    :class:`ConfigError` since they come from code the user is writing.
+    must never stop a function from running. With ``strict`` (a command line
+    such as ``faaslens demo``, where a typo should stop the run) it raises
+    :class:`ConfigError` naming the variable instead. Bad ``overrides`` always
+    raise :class:`ConfigError` since they come from code the user is writing.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+
+    def bad(message: str) -> None:
+        if strict:
+            raise ConfigError(message)
+        print(f"faaslens: ignoring bad setting: {message}", file=sys.stderr)
+
     for key in ShipperConfig.__slots__:
         if key == "prices":
             continue
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is None and key == "service":
             raw = env.get("OTEL_SERVICE_NAME")
-        if raw is None:
+        if raw is None or (not raw.strip() and key not in BLANK_IS_A_VALUE):
             continue
         try:
             values[key] = _coerce(key, raw)
         except ConfigError as exc:
-            print(f"faaslens: ignoring bad setting: {exc}", file=sys.stderr)
+            bad(str(exc))
     prices: dict[str, Any] = {}
     for name in PRICE_ENV_KEYS:
         raw = env.get(f"{ENV_PREFIX}PRICE_{name.upper()}")
-        if raw is None:
+        if raw is None or not raw.strip():
             continue
         if name == "price_id":
             prices[name] = raw[:64]
@@ -249,10 +275,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> S
         try:
             prices[name] = float(raw)
         except ValueError:
-            print(
-                f"faaslens: ignoring bad setting: {ENV_PREFIX}PRICE_{name.upper()}={raw!r}",
-                file=sys.stderr,
-            )
+            bad(f"{ENV_PREFIX}PRICE_{name.upper()}: not a number: {raw!r}")
     if prices:
         values["prices"] = prices
     values.update(overrides)

@@ -21,6 +21,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from faaslens.protocol import MAX_EXECUTION_ID
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -335,7 +337,7 @@ def _aws_fields(ctx: object) -> dict[str, Any]:
 
 
 def _from_aws(event: object, ctx: object, env: Mapping[str, str]) -> InvocationInfo:
-    info = InvocationInfo(str(ctx.aws_request_id)[:128], _aws_trigger(event))  # type: ignore[attr-defined]
+    info = InvocationInfo(str(ctx.aws_request_id)[:MAX_EXECUTION_ID], _aws_trigger(event))  # type: ignore[attr-defined]
     info.fields = _aws_fields(ctx)
     if isinstance(event, dict):
         headers = event.get("headers")
@@ -354,7 +356,7 @@ def _from_aws(event: object, ctx: object, env: Mapping[str, str]) -> InvocationI
 
 
 def _from_azure(ctx: object, args: tuple[object, ...], env: Mapping[str, str]) -> InvocationInfo:
-    info = InvocationInfo(str(ctx.invocation_id)[:128])  # type: ignore[attr-defined]
+    info = InvocationInfo(str(ctx.invocation_id)[:MAX_EXECUTION_ID])  # type: ignore[attr-defined]
     function = getattr(ctx, "function_name", None)
     fields: dict[str, Any] = {"cloud.provider": "azure"}
     if function:
@@ -395,7 +397,7 @@ def _cloudevent_trigger(ce_type: object) -> str:
 def _from_cloudevent(ce: Any) -> InvocationInfo:
     attributes = ce.get_attributes() if hasattr(ce, "get_attributes") else ce
     ce_id = attributes.get("id")
-    info = InvocationInfo(str(ce_id)[:128] if ce_id else None)
+    info = InvocationInfo(str(ce_id)[:MAX_EXECUTION_ID] if ce_id else None)
     info.trigger = _cloudevent_trigger(attributes.get("type"))
     info.fields = {"cloud.provider": "gcp"}
     tp = parse_traceparent(attributes.get("traceparent"))
@@ -407,7 +409,7 @@ def _from_cloudevent(ce: Any) -> InvocationInfo:
 def _from_gcp_request(request: object) -> InvocationInfo:
     headers = getattr(request, "headers", None)
     exec_id = _header(headers, "Function-Execution-Id")
-    info = InvocationInfo(str(exec_id)[:128] if exec_id else None, HTTP)
+    info = InvocationInfo(str(exec_id)[:MAX_EXECUTION_ID] if exec_id else None, HTTP)
     info.fields = {"cloud.provider": "gcp"}
     _trace_from_headers(headers, info)
     return info
@@ -419,7 +421,7 @@ def _from_gcp_background(ctx: object) -> InvocationInfo:
     trigger = PUBSUB if "pubsub" in event_type else _cloudevent_trigger(event_type)
     if trigger == OTHER and ("storage" in event_type or "firestore" in event_type):
         trigger = DATASOURCE
-    info = InvocationInfo(str(event_id)[:128] if event_id else None, trigger)
+    info = InvocationInfo(str(event_id)[:MAX_EXECUTION_ID] if event_id else None, trigger)
     info.fields = {"cloud.provider": "gcp"}
     return info
 

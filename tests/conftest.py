@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from devkit.stack import run_stack
 from tests.runtimes import GcpRuntime, LambdaRuntime, runtimes
 from tests.runtimes import Receiver as UdpReceiver
 from tests.support import Prometheus, delete_es_prefix, http_json, poll_until
@@ -122,6 +123,32 @@ def es_prefix(es_url: str) -> Iterator[str]:
     prefix = "t" + secrets.token_hex(4)
     yield prefix
     delete_es_prefix(es_url, prefix)
+
+
+def _stack_node(service: str) -> list[dict[str, Any]]:
+    """Start a test node of ``scripts/stack`` (a no-op when it runs) and return its status.
+
+    Started once per run (``scripts/test`` starts them up front; a node left running from
+    an earlier run is reused); its own port and state directory, never the shared node's.
+    """
+    run_stack("up", service)
+    return run_stack("status", service)
+
+
+@pytest.fixture(scope="session")
+def es_secure() -> dict[str, Any]:
+    """The secured node: ``url``, ``ca_certs``, ``fingerprint``, ``admin`` / ``writer`` /
+    ``reader`` (``username``, ``password``, ``role``) and the worker's ``api_key``
+    (``id``, ``encoded``) made by ``scripts/stack`` with the writer role only."""
+    (node,) = _stack_node("es-secure")
+    creds: dict[str, Any] = json.loads(Path(node["credentials"]).read_text())
+    return creds
+
+
+@pytest.fixture(scope="session")
+def es_cluster() -> list[str]:
+    """URLs of the 2-node test cluster (node 1 master + data, node 2 data only)."""
+    return [node["url"] for node in _stack_node("es-cluster")]
 
 
 # ---------------------------------------------------------------- Prometheus

@@ -13,6 +13,10 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from faaslens.ingest.config import IngestConfig, connection
+from faaslens.ingest.sink_es.client import explain, make_sync_client
+from faaslens.query.loss import LossReport, pages
+
 Json = dict[str, Any]
 
 #: At most this many log lines are returned for one invocation.
@@ -267,15 +271,25 @@ class QueryClient:
 
     def __init__(
         self,
-        es_url: str,
+        es_url: str | IngestConfig,
         index_prefix: str = "faaslens",
         *,
         timeout_s: float = 10.0,
         client: Elasticsearch | None = None,
     ) -> None:
-        self.es_url = es_url
+        """``es_url``: a URL, or the worker's configuration, whose connection settings
+        (nodes, TLS, credentials) are then used as they are.
+
+        Raises:
+            QueryError: the connection settings do not fit together.
+        """
+        config = IngestConfig(es_url=es_url) if isinstance(es_url, str) else es_url
+        try:
+            self.es_url = connection(config).endpoint
+            self._es = client or make_sync_client(config, timeout_s)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from None
         self.prefix = index_prefix
-        self._es = client or Elasticsearch(es_url, request_timeout=timeout_s, max_retries=1)
 
     def close(self) -> None:
         self._es.close()
@@ -290,10 +304,11 @@ class QueryClient:
         try:
             result = fn(**kwargs)
         except ApiError as exc:
+            if exc.meta.status in (401, 403):  # say which credentials or privilege
+                raise QueryError(explain(exc, self.es_url)[1]) from exc
             raise QueryError(f"Elasticsearch refused the {what} query: {exc.message}") from exc
-        except TransportError as exc:
-            reason = str(exc.message).rsplit(": ", 1)[-1]
-            raise QueryError(f"cannot reach Elasticsearch at {self.es_url} ({reason})") from exc
+        except (TransportError, OSError) as exc:
+            raise QueryError(explain(exc, self.es_url)[1]) from exc
         body: Json = result.body
         return body
 
@@ -357,3 +372,21 @@ class QueryClient:
         if "aggregations" not in body:  # no index matched at all
             return []
         return parse_error_groups(body)
+
+    def loss(
+        self, *, since_ms: int | None, until_ms: int | None = None, function: str | None = None
+    ) -> LossReport:
+        """The loss ledger of the window, per sender (see :mod:`faaslens.query.loss`)."""
+
+        def search(body: Json) -> Json:
+            return self._call(
+                "loss",
+                self._es.search,
+                index=f"{self.prefix}-invocations-*,{self.prefix}-logs-*",
+                body=body,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+
+        senders = pages(search, since_ms=since_ms, until_ms=until_ms, function=function)
+        return LossReport(sorted(senders, key=lambda s: (-s.missing, s.function, s.src)))

@@ -240,6 +240,8 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                         "_source": _error_doc(merged),
                     }
                 )
+    if docs:  # the frame's first document carries its source and sequence (loss ledger)
+        docs[0]["_source"] |= {"faas.frame.src": env["src"], "faas.frame.seq": env["seq"]}
     return docs
 
 

@@ -175,6 +175,28 @@ def test_bad_environment_values_are_reported_and_ignored(
     assert "FAASLENS_MAX_DATAGRAM" in err and "FAASLENS_PRICE_PER_GB_S" in err
 
 
+def test_variables_set_to_nothing_are_not_set_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    """A console that leaves FAASLENS_X= in a function's environment changes nothing and
+    prints nothing; only FAASLENS_REDACT_KEYS=, where empty is a value, redacts no key."""
+    blank = {f"FAASLENS_{key.upper()}": "" for key in ShipperConfig.__slots__}
+    blank.update({"FAASLENS_PRICE_PER_GB_S": " ", "FAASLENS_DEBUG_BUFFER": "  "})
+    cfg = load_config(blank)
+    assert capsys.readouterr().err == ""
+    defaults = ShipperConfig()
+    for key in ShipperConfig.__slots__:
+        expected = () if key == "redact_keys" else getattr(defaults, key)
+        assert getattr(cfg, key) == expected, key
+
+
+def test_a_bad_number_is_named_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    load_config({"FAASLENS_DEBUG_BUFFER": "lots", "FAASLENS_TCP_TIMEOUT_S": "soon"})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "faaslens: ignoring bad setting: FAASLENS_DEBUG_BUFFER: not an integer: 'lots'",
+        "faaslens: ignoring bad setting: FAASLENS_TCP_TIMEOUT_S: not a number: 'soon'",
+    ]
+
+
 def test_bad_code_settings_raise() -> None:
     with pytest.raises(ConfigError, match="unknown shipper setting"):
         ShipperConfig(endpont="udp://x:1")

@@ -116,6 +116,31 @@ def small_templates(count: int, src: str = "bench02") -> list[list[bytes]]:
     return out
 
 
+def start_event(i: int, seq: int) -> dict[str, Any]:
+    """The start event of the invocation that template ``i`` makes with sequence ``seq``."""
+    return {
+        "t": "start",
+        "faas.execution": str(uuid.UUID(int=i + 1))[:24] + str(seq),
+        "@timestamp": TS0 + i,
+        "faas.timeout": 30_000_000_000,
+        "faas.coldstart": i % 100 == 0,
+        "faas.trigger.type": "http",
+        "trace.id": f"{i + 1:032x}",
+    }
+
+
+def frames_with_starts(count: int, src: str, templates_n: int = 1000) -> list[bytes]:
+    """``count`` frames as a shipper with start events sends them: for each invocation
+    a start frame (~450 bytes), then its record frame, one sequence for both."""
+    tpl = templates(templates_n, src)
+    out: list[bytes] = []
+    for seq in range(2, count + 2, 2):
+        i = (seq - 1) % len(tpl)
+        start = {"v": 1, "src": src, "seq": seq - 1, "res": resource(), "ev": [start_event(i, seq)]}
+        out += (orjson.dumps(start), frame(tpl, seq))
+    return out[:count]
+
+
 def _send(  # noqa: PLR0917  (a process target: positional by nature)
     addr: tuple[str, int],
     count: int,
@@ -126,8 +151,12 @@ def _send(  # noqa: PLR0917  (a process target: positional by nature)
     go: Any,
     result: Any,
 ) -> None:
-    tpl = templates(1000, src) if kind == "full" else small_templates(1000, src)
-    frames = [frame(tpl, s) for s in range(1, min(count, 200_000) + 1)]
+    tpl = templates(1000, src) if kind != "small" else small_templates(1000, src)
+    if kind == "starts":
+        count = min(count, 200_000)
+        frames = frames_with_starts(count, src)
+    else:
+        frames = [frame(tpl, s) for s in range(1, min(count, 200_000) + 1)]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     sock.connect(addr)
@@ -156,7 +185,10 @@ def _send(  # noqa: PLR0917  (a process target: positional by nature)
 
 
 class PacedSender:
-    """A sender in another process: ``count`` frames at ``rate`` per second."""
+    """A sender in another process: ``count`` frames at ``rate`` per second.
+
+    ``kind``: ``full`` (a record and 3 lines per frame), ``starts`` (the same, each
+    preceded by its start event's frame) or ``small`` (one log line per frame)."""
 
     def __init__(
         self, addr: tuple[str, int], count: int, rate: float, kind: str = "full", src: str = ""

@@ -29,7 +29,9 @@ def main() -> int:
     parser.add_argument("only", nargs="*", help="substrings of benchmark file names to run")
     args = parser.parse_args()
     scripts = sorted(
-        p for p in HERE.glob("*.py") if p.name != "run.py" and not p.name.startswith("_")
+        p
+        for p in [*HERE.glob("*.py"), *HERE.glob("*.mjs")]
+        if p.name != "run.py" and not p.name.startswith("_")
     )
     if args.only:
         scripts = [p for p in scripts if any(s in p.stem for s in args.only)]
@@ -38,7 +40,8 @@ def main() -> int:
     report: list[str] = []
     failed = 0
     for script in scripts:
-        cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        runner = "node" if script.suffix == ".mjs" else sys.executable  # NodeJS shipper's bench
+        cmd = [runner, str(script)] + (["--quick"] if args.quick else [])
         banner = f"==== {script.name} {'(quick)' if args.quick else ''}"
         print(banner, flush=True)
         started = time.monotonic()

@@ -7,6 +7,10 @@ The figure that matters is events per CPU-second of the receiving process
 do; wall-clock rates are shown too but depend on the sender and on whatever
 else the machine runs.
 
+Start events: the same invocations again, each announced by a start frame
+first (what the shipper sends by default), at the last (saturating) rate:
+invocations per CPU-second with and without start events, in the same run.
+
     python bench/worker_throughput.py [--quick] [--frames N] [--rates R1,R2]
 """
 
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +67,7 @@ def baseline(frames: int, rate: float) -> tuple[int, float, float]:
 
 
 async def worker_run(
-    frames: int, rate: float, es_url: str = ""
+    frames: int, rate: float, es_url: str = "", kind: str = "full"
 ) -> tuple[int, float, float, int, float]:
     """The full worker with the null sink (building bulk bodies), or the real ES sink.
 
@@ -84,12 +90,16 @@ async def worker_run(
         queue_max_bytes=max(frames, 10_000) * 2048,  # measure cost, not the queue bound
         batch_max_wait_s=0.2,
         shutdown_timeout_s=60,
+        # Starts still pending at the end (their record lost above capacity) are saved
+        # on stop: into a file of this run, not the current directory.
+        pending_state_path=os.path.join(
+            tempfile.gettempdir(), f"faaslens-bench-{os.getpid()}-pending.json"
+        ),
     )
     sink = NullSink(cfg.es_index_prefix, build_body=True)
     worker = Worker(cfg, sink=sink)
     if es_url:
         import dataclasses
-        import tempfile
 
         tmp = tempfile.mkdtemp(prefix="faaslens-bench-")
         cfg = dataclasses.replace(
@@ -103,7 +113,7 @@ async def worker_run(
     await worker.start()
     assert worker.udp_address is not None and worker.pipeline is not None
     pipe = worker.pipeline
-    sender = PacedSender(worker.udp_address, frames, rate)
+    sender = PacedSender(worker.udp_address, frames, rate, kind=kind)
     sender.go()
     loop = asyncio.get_running_loop()
     while pipe.frames_processed == 0 and pipe.depth == 0:
@@ -120,10 +130,15 @@ async def worker_run(
     while not done():
         await asyncio.sleep(0.002)
     kernel = worker.udp.kernel_drops() if worker.udp else 0
+    if kind == "starts" and not kernel:
+        # Every start was settled by its record: none left pending, none unfinished.
+        assert len(worker.settler.pending) == 0 and worker.settler.unfinished == 0
     if es_url:
         await worker.stop()  # flushes the last batches into Elasticsearch
     c1, w1 = time.process_time(), time.perf_counter()
     await worker.stop()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(cfg.pending_state_path)
     queue_full = int(m.drop_reasons["queue_full"]._value.get())
     docs = sink.count
     if es_url:
@@ -184,6 +199,22 @@ def main() -> int:
         " thread and the loop work in chunks: that run is the cost of an event on one core)"
     )
     print(f"goal >= {GOAL:,} events/s on one core: {'MET' if best >= GOAL else 'NOT MET'}")
+    # Start events: the same invocations, with and without their start frames, same rate.
+    rate = rates[-1]
+    per_inv: dict[str, float] = {}
+    for kind, frames_per_inv in (("full", 1), ("starts", 2)):
+        n = frames * frames_per_inv
+        got, cpu, _, _, drops = runner(worker_run(n, rate * frames_per_inv, kind=kind))
+        per_inv[kind] = got / frames_per_inv / cpu
+        print(
+            f"invocations {'with' if kind == 'starts' else 'without'} start events: "
+            f"{got // frames_per_inv} in cpu {cpu:.2f}s = {per_inv[kind]:,.0f} invocations/cpu-s, "
+            f"not received {drops}"
+        )
+    print(
+        f"start events: throughput {per_inv['starts'] / per_inv['full']:.2f}x of the same "
+        f"invocations without them (one more frame each)"
+    )
     print(f"peak RSS (VmHWM) of this process: {vm_hwm_mb():.0f} MB")
     if args.es:
         e_frames, e_cpu, e_wall, e_docs, e_drops = runner(worker_run(frames, rates[0], args.es))

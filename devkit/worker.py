@@ -22,6 +22,8 @@ def worker_test_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any)
         es_index_prefix=es_prefix,
         spool_dir=str(tmp_path / "spool"),
         dead_letter_path=str(tmp_path / "dead-letter.ndjson"),
+        pending_state_path=str(tmp_path / "pending-state.json"),
+        unfinished_grace_s=0.5,  # invocations that die settle soon after their timeout
         batch_max_wait_s=0.1,
         shutdown_timeout_s=30,
     )

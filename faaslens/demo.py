@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faaslens.commandline import EXIT_EMPTY, EXIT_OK, EXIT_USAGE, Parser, bounded, fail
 from faaslens.shipper import context as _context
 from faaslens.shipper.config import ConfigError, ShipperConfig, load_config, parse_endpoint
 from faaslens.shipper.core import Clock, Shipper
@@ -36,7 +37,16 @@ from faaslens.shipper.metrics import Counter, Gauge, Histogram
 class LambdaContext:
     """AWS LambdaContext's documented attributes."""
 
-    def __init__(self, request_id: str, name: str, version: str, memory_mb: int, arn: str):
+    def __init__(  # noqa: PLR0917 - the context's own attributes
+        self,
+        request_id: str,
+        name: str,
+        version: str,
+        memory_mb: int,
+        arn: str,
+        remaining_ms: int = 0,
+    ):
+        self.remaining_ms = remaining_ms  # 0: simulated time, no watchdog
         self.aws_request_id = request_id
         self.function_name = name
         self.function_version = version
@@ -46,7 +56,7 @@ class LambdaContext:
         self.log_stream_name = "demo"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 0  # simulated time: no watchdog
+        return self.remaining_ms
 
 
 class TraceContext:
@@ -165,6 +175,11 @@ class FunctionSpec:
     errors: tuple[str, ...] = ("payload",)
     new_version_error: str | None = None  # appears after the mid-run deploy
     gcp_generation: int = 2
+    # Share of invocations whose process dies mid-way (killed out of memory, say): the
+    # start event and a line leave, the record never does. AWS shapes only, where the
+    # start carries the function's timeout (timeout_ms), so the worker settles them soon.
+    crash_rate: float = 0.0
+    timeout_ms: int = 3000
 
 
 FLEET: tuple[FunctionSpec, ...] = (
@@ -172,7 +187,8 @@ FLEET: tuple[FunctionSpec, ...] = (
                  memory_mb=1024, p50_ms=85, error_rate=0.03, errors=("declined", "payload"),
                  new_version_error="tenant"),
     FunctionSpec("orders-worker", "aws", "aws-sqs", "us-east-1", "prod", "17", arch="arm64",
-                 memory_mb=512, p50_ms=30, error_rate=0.02, errors=("timeout",)),
+                 memory_mb=512, p50_ms=30, error_rate=0.02, errors=("timeout",),
+                 crash_rate=0.03, timeout_ms=3000),
     FunctionSpec("image-resize", "gcp", "gcp-event", "europe-west1", "prod", "image-resize-00012",
                  memory_mb=2048, p50_ms=350, error_rate=0.015, errors=("resize",)),
     FunctionSpec("report-http", "gcp", "gcp-http", "us-central1", "staging", "report-http-00003",
@@ -231,6 +247,7 @@ class DemoStats:
 
     invocations: int = 0
     errors: int = 0
+    crashes: int = 0  # invocations whose process died: unfinished for the worker
     cold_starts: int = 0
     frames_sent: int = 0
     send_errors: int = 0
@@ -325,6 +342,24 @@ class Fleet:
         self.retired_stats["frames_sent"] += snap["frames_sent"]
         self.retired_stats["send_errors"] += snap["send_errors"]
         inst.shipper.close()
+
+    def crash(self, spec: FunctionSpec, inst: Instance) -> None:
+        """An invocation whose process dies: its start event and a line leave (the line
+        by the periodic flush, as for a long invocation), then nothing more."""
+        event, ctx = self.arguments(spec)
+        ctx.remaining_ms = spec.timeout_ms
+        sh = inst.shipper
+        scope = sh.invocation(event, ctx)
+        inv = scope.__enter__()
+        Logger(spec.name.replace("-", "."), shipper=sh).info(
+            "handling request", items=self.rng.randint(1, 5)
+        )
+        # Simulated time: run the periodic flush as if the interval had passed.
+        sh._flush_running(inst.clock.perf_ns() + sh.config.flush_interval_ms * 1_000_000)
+        inv.done = True  # the process is gone: no record, no watchdog, no more flushes
+        scope.__exit__(None, None, None)  # leaves the context; sends nothing: it is done
+        self.instances[spec.name].remove(inst)
+        self._retire(inst)
 
     def deploy(self, spec: FunctionSpec) -> None:
         """A new version: every instance is replaced (cold starts follow)."""
@@ -493,10 +528,14 @@ def run_demo(
                 next_at = now
             spec = rng.choices(specs, weights)[0]
             inst, cold = the_fleet.instance(spec)
-            try:
-                inst.handler(*the_fleet.arguments(spec))
-            except Exception:
-                stats.errors += 1
+            if spec.crash_rate and rng.random() < spec.crash_rate:
+                the_fleet.crash(spec, inst)
+                stats.crashes += 1
+            else:
+                try:
+                    inst.handler(*the_fleet.arguments(spec))
+                except Exception:
+                    stats.errors += 1
             stats.invocations += 1
             stats.cold_starts += cold
             stats.per_function[spec.name] += 1
@@ -526,21 +565,55 @@ def run_demo(
 
 def main(argv: Sequence[str]) -> int:
     """``faaslens demo``: send simulated function traffic through the real shipper."""
-    parser = argparse.ArgumentParser(prog="faaslens demo", description=__doc__.split("\n\n")[0])
+    parser = Parser(
+        prog="faaslens demo",
+        description="Send simulated function traffic (a fleet of AWS, Azure and GCP "
+        "functions) through the real shipper to a worker.",
+    )
     parser.add_argument(
         "--endpoint",
         default=None,
-        help="udp://host:port or tcp://host:port (default: FAASLENS_ENDPOINT or "
-        "udp://127.0.0.1:8518)",
+        metavar="URL",
+        help="udp://host:port or tcp://host:port of the worker (default: $FAASLENS_ENDPOINT, "
+        "else udp://127.0.0.1:8518)",
     )
-    parser.add_argument("--rate", type=float, default=50.0, help="invocations per second")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run")
-    parser.add_argument("--functions", type=int, default=6, help="number of functions")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (repeatable runs)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--rate",
+        type=bounded(float, 0, inclusive=False),
+        default=50.0,
+        metavar="PER_SECOND",
+        help="invocations per second, over the whole fleet (default: 50)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=bounded(float, 0),
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to run, in seconds (default: 60)",
+    )
+    parser.add_argument(
+        "--functions",
+        type=bounded(int, 1),
+        default=6,
+        metavar="N",
+        help="number of simulated functions (default: 6)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random seed, for repeatable runs (default: a new one each run)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress line on stderr (default: on)",
+    )
     args = parser.parse_args(list(argv))
     try:
-        config = load_config()
+        config = load_config(strict=True)  # a typo stops a command, unlike a function
         endpoint = args.endpoint or config.endpoint
         parse_endpoint(endpoint)
         stats = run_demo(
@@ -549,17 +622,17 @@ def main(argv: Sequence[str]) -> int:
             duration=args.duration,
             functions=args.functions,
             seed=args.seed,
-            progress=not args.no_progress,
+            progress=args.progress,
             config=config,
         )
     except (ConfigError, ValueError) as exc:
-        print(f"faaslens demo: {exc}", file=sys.stderr)
-        return 2
+        return fail("faaslens demo", str(exc), EXIT_USAGE)
     print(
         f"demo: {stats.invocations} invocations in {stats.elapsed_s:.1f}s "
-        f"({stats.rate:.1f}/s), {stats.errors} errors, {stats.cold_starts} cold starts, "
+        f"({stats.rate:.1f}/s), {stats.errors} errors, {stats.crashes} crashed, "
+        f"{stats.cold_starts} cold starts, "
         f"{stats.frames_sent} frames sent, {stats.send_errors} send errors to {endpoint}"
     )
     for name, n in stats.per_function.items():
         print(f"  {name:<20} {n}")
-    return 0 if stats.invocations == 0 or stats.frames_sent > 0 else 1
+    return EXIT_OK if stats.invocations == 0 or stats.frames_sent > 0 else EXIT_EMPTY

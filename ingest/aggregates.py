@@ -39,8 +39,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
-from faaslens.ingest.buckets import SECONDS, BucketTable, buckets_for
+from faaslens.ingest.buckets import BucketTable, buckets_for
 from faaslens.ingest.recent import RecentKeys
+from faaslens.protocol import histogram_buckets
 
 __all__ = ["CORE_LABELS", "Aggregates"]
 
@@ -56,8 +57,19 @@ CORE_LABELS: Final = (
 )
 OVERFLOW: Final = "_overflow"
 _OVERFLOW_KEY: Final = (OVERFLOW,) * len(CORE_LABELS)
+# Started and unfinished invocations: no outcome, cold start or trigger is known for
+# an invocation that never finished, so these have the identity labels only.
+LIFECYCLE_LABELS: Final = ("function", "version", "environment", "provider", "region")
+_LIFECYCLE_OVERFLOW_KEY: Final = (OVERFLOW,) * len(LIFECYCLE_LABELS)
+_LIFECYCLE_FIELDS: Final = (
+    "faas.name",
+    "faas.version",
+    "service.environment",
+    "cloud.provider",
+    "cloud.region",
+)
 
-DURATION_BUCKETS: Final = SECONDS
+DURATION_BUCKETS: Final = histogram_buckets("s")
 INIT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 _MIB = 1024 * 1024
 MEMORY_BUCKETS: Final = tuple(
@@ -266,7 +278,7 @@ _CORE_FAMILIES: Final = (
     ("faas_mem_usage_bytes", "Peak process memory per invocation", "histogram"),
     ("faas_billed_duration_seconds", "Billed duration", "counter"),
     ("faas_cost_usd", "Estimated cost in USD", "counter"),
-    ("faas_billed_gb_seconds", "Billed GB-seconds", "counter"),
+    ("faas_billed_gigabyte_seconds", "Billed GB-seconds (GiB of memory x billed s)", "counter"),
 )
 
 
@@ -322,7 +334,9 @@ class _CoreCollector(Collector):
                 cost.append(_sample(("faas_cost_usd_total", labels, v, None, None, None)))
             v = s.gbs
             if v is not None:
-                gbs.append(_sample(("faas_billed_gb_seconds_total", labels, v, None, None, None)))
+                gbs.append(
+                    _sample(("faas_billed_gigabyte_seconds_total", labels, v, None, None, None))
+                )
         return fams
 
 
@@ -354,11 +368,83 @@ def _text_core(series: Iterable[_CoreSeries], openmetrics: bool) -> list[str]:
             cost.append(f"faas_cost_usd_total{lbl}}} {_num(v)}\n")
         v = s.gbs
         if v is not None:
-            gbs.append(f"faas_billed_gb_seconds_total{lbl}}} {_num(v)}\n")
+            gbs.append(f"faas_billed_gigabyte_seconds_total{lbl}}} {_num(v)}\n")
     out: list[str] = []
     for (name, help_, kind), lines in zip(_CORE_FAMILIES, parts, strict=True):
         _head(out, name, help_, kind, openmetrics)
         out += lines
+    return out
+
+
+class _LifecycleSeries:
+    """Started and unfinished counts for one function identity (both always rendered,
+    so that ratios and alerts have a zero to work with)."""
+
+    __slots__ = ("key", "last", "lbl", "started", "unfinished")
+
+    def __init__(self, key: tuple[str, ...]) -> None:
+        self.key = key
+        self.lbl = _label_text(LIFECYCLE_LABELS, key)
+        self.last = 0.0
+        self.started = 0
+        self.unfinished = 0
+
+
+_LIFECYCLE_FAMILIES: Final = (
+    ("faas_invocations_started", "Invocations that announced their start", "counter"),
+    (
+        "faas_invocations_unfinished",
+        "Started invocations whose record did not come by their timeout plus grace period",
+        "counter",
+    ),
+)
+
+
+def _lifecycle_families() -> tuple[CounterMetricFamily, ...]:
+    return tuple(
+        CounterMetricFamily(name, help_, labels=LIFECYCLE_LABELS)
+        for name, help_, _ in _LIFECYCLE_FAMILIES
+    )
+
+
+class _LifecycleCollector(Collector):
+    """The started / unfinished series as metric families, when collected."""
+
+    def __init__(self, series: dict[tuple[str, ...], _LifecycleSeries]) -> None:
+        self._series = series
+
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples."""
+        return _lifecycle_families()
+
+    def collect(self) -> Iterable[Metric]:
+        """Both families, a sample each per function identity."""
+        if _muted():
+            return ()
+        fams = _lifecycle_families()
+        started, unfinished = (f.samples for f in fams)
+        for s in list(self._series.values()):
+            labels = dict(zip(LIFECYCLE_LABELS, s.key, strict=True))
+            started.append(
+                _sample(("faas_invocations_started_total", labels, s.started, None, None, None))
+            )
+            unfinished.append(
+                _sample(
+                    ("faas_invocations_unfinished_total", labels, s.unfinished, None, None, None)
+                )
+            )
+        return fams
+
+
+def _text_lifecycle(series: Iterable[_LifecycleSeries], openmetrics: bool) -> list[str]:
+    """The lifecycle families as exposition text (what their collector holds)."""
+    snapshot = list(series)
+    out: list[str] = []
+    (started, h1, k1), (unfinished, h2, k2) = _LIFECYCLE_FAMILIES
+    _head(out, started, h1, k1, openmetrics)
+    out += [f"faas_invocations_started_total{s.lbl}}} {s.started}\n" for s in snapshot]
+    _head(out, unfinished, h2, k2, openmetrics)
+    out += [f"faas_invocations_unfinished_total{s.lbl}}} {s.unfinished}\n" for s in snapshot]
     return out
 
 
@@ -497,6 +583,8 @@ class Aggregates:
         self._seen = RecentKeys(dedupe_window_s, dedupe_max_keys)
         self._core: dict[tuple[str, ...], _CoreSeries] = {}
         registry.register(_CoreCollector(self._core))
+        self._lifecycle: dict[tuple[str, ...], _LifecycleSeries] = {}
+        registry.register(_LifecycleCollector(self._lifecycle))
         self.overflow = Counter(
             "faaslens_series_overflow",
             "Samples folded into the _overflow series because a metric hit its series cap",
@@ -519,7 +607,15 @@ class Aggregates:
             "Invocation records received again (same id and start time) and not counted again",
             registry=registry,
         )
+        self.custom_dropped = Counter(
+            "faaslens_custom_metrics_dropped",
+            "Custom metric updates a function's shipper dropped before sending "
+            "(bad values, too many label sets or series; faas.metrics_dropped)",
+            ["function"],
+            registry=registry,
+        )
         self._core_overflow = self.overflow.labels("faas_invocations_total")
+        self._lifecycle_overflow = self.overflow.labels("faas_invocations_started_total")
         self._custom_rejected = {r: self.custom_rejected.labels(r) for r in CUSTOM_REJECT_REASONS}
         self._custom: dict[str, _Custom] = {}
         # (name, kind, label keys) that failed to register: not retried on every sample.
@@ -601,6 +697,45 @@ class Aggregates:
         if metrics:
             for m in metrics:
                 self._observe_custom(function, m, now)
+        dropped = get("faas.metrics_dropped")
+        if dropped:
+            self.custom_dropped.labels(function).inc(dropped)
+
+    def observe_started(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
+        """Count one started invocation (its frame's resource block and its start event,
+        whose fields win)."""
+        self._lifecycle_series(res, start, now).started += 1
+
+    def observe_unfinished(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
+        """Count one invocation settled as unfinished (the same fields as its start)."""
+        self._lifecycle_series(res, start, now).unfinished += 1
+
+    def _lifecycle_series(
+        self, res: dict[str, Any], ev: dict[str, Any], now: float
+    ) -> _LifecycleSeries:
+        get = res.get
+        key: tuple[str, ...] = (
+            get("faas.name", ""),
+            get("faas.version", ""),
+            get("service.environment", ""),
+            get("cloud.provider", ""),
+            get("cloud.region", ""),
+        )
+        if not ev.keys().isdisjoint(_LIFECYCLE_FIELDS):  # a field of the event wins
+            key = tuple(
+                ev.get(field, value) for field, value in zip(_LIFECYCLE_FIELDS, key, strict=True)
+            )
+        series = self._lifecycle
+        s = series.get(key)
+        if s is None:
+            if len(series) >= self.series_cap:
+                self._lifecycle_overflow.inc()
+                key = _LIFECYCLE_OVERFLOW_KEY
+                s = series.get(key)
+            if s is None:
+                s = series[key] = _LifecycleSeries(key)
+        s.last = now
+        return s
 
     def _new_core(self, key: tuple[str, ...]) -> _CoreSeries:
         if len(self._core) >= self.series_cap:
@@ -656,8 +791,9 @@ class Aggregates:
         elif kind == "gauge":
             s.value = value
         else:
-            s.buckets[bisect_left(c.bounds, value)] += 1
-            s.value += value
+            # A pre-aggregated object stands for `count` observations in value's bucket.
+            s.buckets[bisect_left(c.bounds, value)] += m.get("count", 1)
+            s.value += m.get("sum", value)
 
     def _new_custom(self, c: _Custom, key: tuple[str, ...]) -> _CustomSeries:
         if len(c.series) >= self.series_cap:
@@ -709,6 +845,11 @@ class Aggregates:
         for key in idle:
             del core[key]
         removed = len(idle)
+        lifecycle = self._lifecycle
+        idle = [k for k, s in lifecycle.items() if s.last < cutoff]
+        for key in idle:
+            del lifecycle[key]
+        removed += len(idle)
         for name, c in list(self._custom.items()):
             series = c.series
             idle = [k for k, s in series.items() if s.last < cutoff]
@@ -738,6 +879,7 @@ class Aggregates:
         """Every aggregate (core and custom) in the text or OpenMetrics format, without
         the OpenMetrics ``# EOF`` line: the same samples collect() gives the registry."""
         out = _text_core(self._core.values(), openmetrics)
+        out += _text_lifecycle(self._lifecycle.values(), openmetrics)
         for c in list(self._custom.values()):
             out += c.text(openmetrics)
         return "".join(out)

@@ -3,8 +3,10 @@
 Validation (:mod:`faaslens.ingest.validate`) decides what the protocol accepts;
 this module decides what is stored: the ECS ``event.*`` fields the worker adds
 (``event.dataset``, ``event.kind``, ``event.start``, ``event.end``), the
-document ids, the daily index each document goes to, and the error document
-projected from an invocation or log line that carries an error.
+document ids, the daily index each document goes to, the error document
+projected from an invocation or log line that carries an error, and the
+*unfinished* invocation document made from a start event whose record never
+came (:mod:`faaslens.ingest.settle` decides when).
 
 Sources leave here serialized (:class:`~faaslens.ingest.events.Doc`), so
 batching and the bulk body never touch the JSON again.
@@ -86,11 +88,36 @@ def bounded_id(doc_id: str) -> str:
     return f"{head}~{hashlib.sha256(raw).hexdigest()}"
 
 
-def log_doc_id(exec_id: str | None, src: str, seq: int) -> str:
-    """A log line's id: its invocation's id (else its sender's) and its sequence number,
-    bounded in bytes (:func:`bounded_id`)."""
-    doc_id = f"{exec_id if exec_id is not None else src}-{seq}"
+def attempt_id(exec_id: str, attempt: int | None) -> str:
+    """An invocation's document id: its id, then ``~<attempt>`` for an attempt after
+    the first (platforms redeliver with the same id: each attempt is its own record)."""
+    return exec_id if attempt is None or attempt <= 1 else f"{exec_id}~{attempt}"
+
+
+def log_doc_id(exec_id: str | None, src: str, seq: int, attempt: int | None = None) -> str:
+    """A log line's id: its invocation attempt's id (else its sender's) and its sequence
+    number, bounded in bytes (:func:`bounded_id`)."""
+    owner = attempt_id(exec_id, attempt) if exec_id is not None else src
+    doc_id = f"{owner}-{seq}"
     return bounded_id(doc_id) if len(doc_id) > SHORT_ID else doc_id
+
+
+# The value of event.reason on every unfinished invocation document (bounded).
+UNFINISHED_REASON: Final = "no invocation record received within its timeout plus grace period"
+
+
+def unfinished_doc(exec_id: str, res: dict[str, Any], start: dict[str, Any]) -> Doc:
+    """The unfinished invocation document of a start event (docs/protocol.md, "Settling
+    started invocations"): under the record's id and day, so the record can replace it."""
+    doc = res.copy()
+    doc.update(start)
+    doc["event.dataset"] = "faas.invocation"
+    doc["event.kind"] = "event"
+    doc["event.outcome"] = "unknown"
+    doc["event.reason"] = UNFINISHED_REASON
+    ts: int = doc["@timestamp"]
+    doc["event.start"] = ts
+    return Doc("invocations", exec_id, day_of(ts), orjson.dumps(doc))
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:
@@ -114,7 +141,7 @@ def invocation_docs(res: dict[str, Any], ev: dict[str, Any], docs: list[Doc]) ->
     del merged["t"]
     metrics = merged.pop("metrics", None)
     ts: int = merged["@timestamp"]
-    exec_id: str = merged["faas.execution"]
+    exec_id = attempt_id(merged["faas.execution"], merged.get("faas.attempt"))
     if len(exec_id) > SHORT_ID:
         exec_id = bounded_id(exec_id)
     day = day_of(ts)
@@ -141,7 +168,7 @@ def log_docs(
     """
     del ev["t"]
     ts: int = ev["@timestamp"]
-    doc_id = log_doc_id(ev.get("faas.execution"), src, ev["event.sequence"])
+    doc_id = log_doc_id(ev.get("faas.execution"), src, ev["event.sequence"], ev.get("faas.attempt"))
     day = day_of(ts)
     if res_json and not res.keys().isdisjoint(ev):
         # An event field overrides the resource's: merge (the rare, slower path).
@@ -155,3 +182,15 @@ def log_docs(
     docs.append(Doc("logs", doc_id, day, source))
     if "error.type" in ev and ev["log.level"] in ERROR_LEVELS:
         docs.append(Doc("errors", doc_id, day, error_source(res, ev)))
+
+
+def mark_frame(docs: list[Doc], src: str, seq: int) -> None:
+    """Put the frame's ``src`` and ``seq`` on its first document (an invocation or a log
+    line, never an error document): the loss ledger counts stored frames from them
+    (``faaslens query loss``). One document per frame, so a count of documents is a
+    count of frames. ``src`` matched ``[A-Za-z0-9_.-]``: nothing to escape.
+    """
+    if docs:
+        first = docs[0]
+        tail = b',"faas.frame.src":"%s","faas.frame.seq":%d}' % (src.encode(), seq)
+        docs[0] = Doc(first.kind, first.doc_id, first.day, first.source[:-1] + tail)

@@ -11,6 +11,9 @@ from typing import Literal, NamedTuple, Protocol
 
 # The typed form of faaslens.protocol.INDEX_KINDS (a test keeps the two equal).
 IndexKind = Literal["invocations", "logs", "errors"]
+# Bulk operation: "create" (a resend answers 409: nothing is indexed twice), or "index"
+# for a record that replaces the worker's own "unfinished" document of the same id.
+BulkOp = Literal["create", "index"]
 
 # Bounded rejection reasons: these are the only values of the `reason` label.
 FRAME_REASONS: tuple[str, ...] = (
@@ -46,6 +49,7 @@ class Doc(NamedTuple):
     doc_id: str
     day: str  # UTC day of @timestamp, "YYYY.MM.DD"
     source: bytes  # orjson-serialized _source
+    op: BulkOp = "create"
 
     def index_name(self, prefix: str) -> str:
         """The daily index this document belongs to."""

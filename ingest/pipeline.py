@@ -28,7 +28,8 @@ from faaslens.ingest.aio import wait_event
 from faaslens.ingest.batcher import Batcher
 from faaslens.ingest.events import Doc, Sink
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
-from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.sequence import SequenceTracker, frame_origin
+from faaslens.ingest.settle import Settler
 from faaslens.ingest.validate import Validator
 
 __all__ = ["Pipeline"]
@@ -80,6 +81,7 @@ class Pipeline:
         rejections: RejectionLog | None = None,
         retry_base_s: float = 0.1,
         retry_max_s: float = 10.0,
+        settler: Settler | None = None,
     ) -> None:
         self.validator = validator
         self.aggregates = aggregates
@@ -102,6 +104,7 @@ class Pipeline:
         self.rejections = rejections or RejectionLog()
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
+        self.settler = settler
         self._frames: collections.deque[bytes] = collections.deque()
         # id(frame) -> its sender's address, for the frames whose source gave one.
         # An entry lives as long as its frame is queued, so the id cannot be reused.
@@ -167,11 +170,12 @@ class Pipeline:
                 keep += 1
             dropped = len(frames) - keep
             self.metrics.drop_reasons["queue_full"].inc(dropped)
-            frames = frames[:keep]
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(
                     self.rejections.note, "frame", "queue_full", dropped
                 )
+                self._loop.call_soon_threadsafe(self._dropped_were_received, frames[keep:])
+            frames = frames[:keep]
         self._in_bytes_thread += size
         if peers:
             # Before the frames are queued: the loop thread pops a frame's peer with it.
@@ -259,13 +263,18 @@ class Pipeline:
                 continue
             if self._stopping:
                 break
+            await self._settle_due(time.monotonic())
             await self._flush_if_due()
             self._wake.clear()
             self._waiting = True
             if not dq and not self._stopping:
                 timeout = None
+                now = time.monotonic()
                 if len(self.batcher):
-                    timeout = max(0.0, self._last_flush + self.batch_max_wait_s - time.monotonic())
+                    timeout = max(0.0, self._last_flush + self.batch_max_wait_s - now)
+                due = self.settler.next_deadline() if self.settler is not None else None
+                if due is not None:
+                    timeout = max(0.0, due - now) if timeout is None else min(timeout, due - now)
                 await wait_event(self._wake, timeout)
             self._waiting = False
         batch = self.batcher.flush()
@@ -273,6 +282,26 @@ class Pipeline:
             await self._batches.put(batch)
         for _ in range(WRITERS):
             await self._batches.put(None)  # one end marker per writer
+
+    async def _settle_due(self, now: float) -> None:
+        """Unfinished invocation documents for the starts past their deadline."""
+        settler = self.settler
+        if settler is None:
+            return
+        try:
+            docs = settler.settle_due(now)
+        except Exception as exc:  # a bug must not stop the pipeline
+            self._internal_error("settle", exc)
+            return
+        if not docs:
+            return
+        self.metrics.docs_built_by_kind["invocations"].inc(len(docs))
+        add = self.batcher.add
+        for doc in docs:
+            batch = add(doc)
+            if batch is not None:
+                self._last_flush = now
+                await self._hand_over(batch)
 
     async def _flush_if_due(self) -> None:
         if len(self.batcher) and time.monotonic() - self._last_flush >= self.batch_max_wait_s:
@@ -289,10 +318,11 @@ class Pipeline:
         validate = self.validator.validate
         see = self.sequences.see
         observe = self.aggregates.observe
+        settler = self.settler
         add = self.batcher.add
         m = self.metrics
         now = time.monotonic()
-        n_inv = n_log = n_err = unknown = lost = late = n_ok = 0
+        n_inv = n_log = n_err = n_start = unknown = lost = late = n_ok = 0
         full: list[list[Doc]] = []
         out_bytes = 0
         peers = self._peers
@@ -325,6 +355,13 @@ class Pipeline:
                 lost += d
             elif d < 0:
                 late += 1
+            if settler is not None and (res.starts or res.invocations):
+                try:
+                    settler.started(res.starts, now)
+                    settler.finished(res.invocations, res.docs)
+                except Exception as exc:  # the documents are still written
+                    self._internal_error("settle", exc)
+            n_start += len(res.starts)
             for inv in res.invocations:
                 try:
                     observe(inv, now)
@@ -347,6 +384,8 @@ class Pipeline:
         if n_inv:
             m.accepted_inv.inc(n_inv)
             m.docs_built_by_kind["invocations"].inc(n_inv)
+        if n_start:
+            m.accepted_start.inc(n_start)
         if n_log:
             m.accepted_log.inc(n_log)
             m.docs_built_by_kind["logs"].inc(n_log)
@@ -361,7 +400,29 @@ class Pipeline:
         for batch in full:
             self._last_flush = now
             await self._hand_over(batch)
+        await self._settle_due(now)
         await self._flush_if_due()
+
+    def _dropped_were_received(self, frames: list[bytes]) -> None:
+        """Frames the worker dropped (counted as such) arrived: keep them out of the
+        sequence gaps, so each loss is counted once. A drop noticed after a later frame
+        had already opened the gap gives it back, as a late frame does."""
+        see = self.sequences.see
+        now = time.monotonic()
+        lost = late = 0
+        for frame in frames:
+            origin = frame_origin(frame)
+            if origin is None:
+                continue  # not attributable: its gap, if any, stays counted as lost
+            d = see(origin[0], origin[1], now)
+            if d > 0:
+                lost += d
+            elif d < 0:
+                late += 1
+        if lost:
+            self.metrics.frames_lost.inc(lost)
+        if late:
+            self.metrics.frames_late.inc(late)
 
     def _rejected(self, what: str, reason: str, frame: bytes, peer: Any, **detail: Any) -> None:
         """Log a rejection (rate-limited) with its sender and the start of its frame."""

@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,14 +27,17 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
+from faaslens.commandline import EXIT_OK, EXIT_START, EXIT_USAGE, fail
 from faaslens.ingest.aggregates import Aggregates
 from faaslens.ingest.batcher import Batcher
 from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, parse_hostport
 from faaslens.ingest.events import Sink
 from faaslens.ingest.http import HttpServer
+from faaslens.ingest.pending import Pending
 from faaslens.ingest.pipeline import Pipeline
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics, totals
 from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.settle import Settler
 from faaslens.ingest.sink_null import NullSink
 from faaslens.ingest.source_lines import LinesSource, start_lines
 from faaslens.ingest.source_tcp import TcpSource
@@ -94,6 +99,16 @@ class Worker:
             max_ahead_s=config.timestamp_max_ahead_s or None,
             max_frame_bytes=config.max_frame_bytes,
         )
+        self.settler = Settler(
+            Pending(
+                cap=config.pending_max,
+                grace_s=config.unfinished_grace_s,
+                default_timeout_s=config.unfinished_default_timeout_s,
+            ),
+            self.aggregates.observe_started,
+            self.aggregates.observe_unfinished,
+        )
+        self.metrics.watch_settling(self._settling_figures)
         self.pipeline: Pipeline | None = None
         self.udp: UdpSource | None = None
         self.tcp: TcpSource | None = None
@@ -140,10 +155,18 @@ class Worker:
             if cfg.http_listen:
                 host, port = parse_hostport(cfg.http_listen)
                 self.http = HttpServer(
-                    host, port, self.registry, self.ready, rendered_apart=self.aggregates
+                    host,
+                    port,
+                    self.registry,
+                    self.ready,
+                    rendered_apart=self.aggregates,
+                    write_timeout_s=cfg.http_write_timeout_s,
+                    max_connections=cfg.http_max_connections,
                 )
-                await self.http.start()
-            await self._sink.start()
+                with _naming("http_listen", cfg.http_listen):
+                    await self.http.start()
+            with _naming_path(cfg):
+                await self._sink.start()
             self.pipeline = Pipeline(
                 validator=self.validator,
                 aggregates=self.aggregates,
@@ -157,7 +180,9 @@ class Worker:
                 rejections=RejectionLog(),
                 retry_base_s=cfg.retry_base_s,
                 retry_max_s=cfg.retry_max_s,
+                settler=self.settler,
             )
+            self._load_pending()
             self.pipeline.start()
             reuse_port = cfg.reuse_port
             if cfg.tcp_listen:
@@ -175,7 +200,8 @@ class Worker:
                     idle_timeout_s=cfg.tcp_idle_timeout_s,
                     rejections=self.pipeline.rejections,
                 )
-                await self.tcp.start()
+                with _naming("tcp_listen", cfg.tcp_listen):
+                    await self.tcp.start()
                 self.pipeline.add_pause_hooks(self.tcp.pause, self.tcp.resume)
             if cfg.udp_listen:
                 host, port = parse_hostport(cfg.udp_listen)
@@ -187,10 +213,12 @@ class Worker:
                     rcvbuf=cfg.udp_rcvbuf,
                     reuse_port=reuse_port,
                 )
-                self.udp.start()
+                with _naming("udp_listen", cfg.udp_listen):
+                    self.udp.start()
                 self.pipeline.on_rejection = self.udp.capture_peers
             if cfg.lines_listen:
-                self.lines = await start_lines(cfg, self.registry, self.aggregates)
+                with _naming("lines_listen", cfg.lines_listen):
+                    self.lines = await start_lines(cfg, self.registry, self.aggregates)
             self._spawn(self._sweep_loop(), "aggregates-sweep")
             housekeeping: Callable[[], Awaitable[None]] | None = getattr(
                 self._sink, "run_housekeeping", None
@@ -204,6 +232,45 @@ class Worker:
         log.info(
             "worker started", udp=self.udp_address, tcp=self.tcp_address, http=self.http_address
         )
+
+    def _settling_figures(self) -> tuple[int, int, int]:
+        settler = self.settler
+        return len(settler.pending), settler.pending.overflow, settler.late
+
+    def _load_pending(self) -> None:
+        """Read back the pending table a graceful stop saved (then remove the file)."""
+        path = Path(self.config.pending_state_path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error("pending state not readable", path=str(path), error=str(exc))
+            return
+        try:
+            n = self.settler.pending.load(data, time.monotonic(), time.time_ns() // 1_000_000)
+        except ValueError as exc:
+            log.error("pending state ignored", path=str(path), error=str(exc))
+            n = 0
+        log.info("pending invocations restored", count=n, path=str(path))
+        path.unlink(missing_ok=True)
+
+    def _save_pending(self) -> None:
+        """Write the pending table for the next start (atomically: temp file + rename)."""
+        pending = self.settler.pending
+        path = Path(self.config.pending_state_path)
+        if pending.is_empty() and not path.exists():
+            return
+        data = pending.dump(time.monotonic(), time.time_ns() // 1_000_000)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("pending state not saved", path=str(path), error=str(exc))
+            return
+        log.info("pending invocations saved", count=len(pending), path=str(path))
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -253,13 +320,15 @@ class Worker:
                 await asyncio.wait_for(self.pipeline.drain(), left())
             except TimeoutError:
                 self.pipeline.abandon()
-        # 3. the sink
+        # 3. what is still pending, for the next start (unfinished ones were settled above)
+        self._save_pending()
+        # 4. the sink
         if self._sink is not None:
             try:
                 await asyncio.wait_for(self._sink.close(), left())
             except TimeoutError:
                 log.error("sink did not close in time")
-        # 4. housekeeping and HTTP last, so /metrics tells the story until the end
+        # 5. housekeeping and HTTP last, so /metrics tells the story until the end
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -279,6 +348,66 @@ class Worker:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class StartError(OSError):
+    """The worker could not start, with the setting behind it (an address in use, ...)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message names the setting; no "[Errno n]" prefix
+
+
+# Settings naming a file or a folder the worker opens at start, for _naming_path.
+PATH_SETTINGS = (
+    "state_dir",
+    "spool_dir",
+    "dead_letter_path",
+    "pending_state_path",
+    "es_templates_dir",
+    "es_ca_certs",
+    "es_password_file",
+    "es_api_key_file",
+    "lines_declarations",
+)
+
+
+def _reason(exc: OSError) -> str:
+    # asyncio's bind error repeats the address in strerror; the errno's text is enough.
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+@contextlib.contextmanager
+def _naming(setting: str, value: str) -> Iterator[None]:
+    """Re-raise an OSError as a :class:`StartError` naming ``setting`` and its value."""
+    try:
+        yield
+    except StartError:
+        raise
+    except OSError as exc:
+        raise StartError(exc.errno, f"{setting} {value!r}: {_reason(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _naming_path(config: IngestConfig) -> Iterator[None]:
+    """Re-raise an OSError on a file as a :class:`StartError` naming the path setting
+    that holds the file (or its folder); other OSErrors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        filename = os.fsdecode(exc.filename)
+        holders = [
+            (len(value), setting, value)
+            for setting in PATH_SETTINGS
+            if (value := str(getattr(config, setting) or ""))
+            and (filename == value or filename.startswith(value.rstrip("/") + "/"))
+        ]
+        if not holders:
+            raise
+        _, setting, value = max(holders)  # the most specific: spool_dir inside state_dir
+        where = "" if filename == value else f" ({filename})"
+        raise StartError(exc.errno, f"{setting} {value!r}{where}: {_reason(exc)}") from exc
 
 
 def make_sink(config: IngestConfig, registry: CollectorRegistry) -> Sink:
@@ -324,23 +453,34 @@ async def _serve(config: IngestConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await worker.start()
-    except (OSError, ConfigError) as exc:
+    except ConfigError as exc:  # a setting only starting could check (a file's content)
         log.error("worker failed to start", error=str(exc))
-        return 1
+        return fail("faaslens ingest", str(exc), EXIT_USAGE)
+    except OSError as exc:
+        log.error("worker failed to start", error=str(exc))
+        return fail("faaslens ingest", str(exc), EXIT_START)
     await stop.wait()
     log.info("stopping on signal")
     await worker.stop()
-    return 0
+    return EXIT_OK
 
 
 def main(argv: Sequence[str]) -> int:
-    """``faaslens ingest``: run the worker until SIGTERM / SIGINT."""
+    """``faaslens ingest``: run the worker until SIGTERM / SIGINT.
+
+    Returns the exit status of :mod:`faaslens.commandline`: 0 stopped on a
+    signal, 2 a bad setting, 5 could not start (an address in use, ...).
+    """
     try:
-        _, config = config_from_argv(argv, "faaslens ingest")
+        _, config = config_from_argv(
+            argv,
+            "ingest",
+            "Run the ingest worker: frames in over UDP and TCP, documents into "
+            "Elasticsearch, aggregates on /metrics, until SIGTERM or SIGINT.",
+        )
         configure_logging(config.log_level)
     except ConfigError as exc:
-        print(f"faaslens ingest: {exc}", file=sys.stderr)
-        return 2
+        return fail("faaslens ingest", str(exc), EXIT_USAGE)
     tune_process()
     try:
         import uvloop

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from faaslens.ingest.events import EVENT_REASONS, FRAME_REASONS
@@ -102,6 +102,32 @@ class _KernelDrops(Collector):
         yield fam
 
 
+class _Settling(Collector):
+    """The settle table's figures, read at scrape time (see :mod:`ingest.settle`)."""
+
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        pending, overflow, replaced = self._read()
+        yield GaugeMetricFamily(
+            "faaslens_pending_invocations",
+            "Started invocations waiting for their record",
+            value=pending,
+        )
+        yield CounterMetricFamily(
+            "faaslens_pending_overflow",
+            "Start events not tracked because the pending table was full (pending_max)",
+            value=overflow,
+        )
+        yield CounterMetricFamily(
+            "faaslens_unfinished_replaced",
+            "Records that came after their invocation was settled as unfinished "
+            "(their document replaced the unfinished one)",
+            value=replaced,
+        )
+
+
 class SelfMetrics:
     """Counters and gauges about the worker itself, pre-bound for the hot path."""
 
@@ -114,7 +140,7 @@ class SelfMetrics:
             "faaslens_tcp_frames_received", "Frames received over TCP", registry=registry
         )
         self.bytes = Counter(
-            "faaslens_bytes_received", "Bytes received", ["transport"], registry=registry
+            "faaslens_received_bytes", "Bytes received", ["transport"], registry=registry
         )
         self.udp_bytes = self.bytes.labels("udp")
         self.tcp_bytes = self.bytes.labels("tcp")
@@ -139,6 +165,7 @@ class SelfMetrics:
         )
         self.accepted_inv = self.events_accepted.labels("inv")
         self.accepted_log = self.events_accepted.labels("log")
+        self.accepted_start = self.events_accepted.labels("start")
         self.events_rejected = Counter(
             "faaslens_events_rejected", "Events rejected", ["reason"], registry=registry
         )
@@ -155,7 +182,10 @@ class SelfMetrics:
         )
         self.frames_lost = Counter(
             "faaslens_frames_lost",
-            "Frames missing from senders' sequence numbers (gaps); see faaslens_frames_late",
+            "Frames missing from senders' sequence numbers that never reached this worker"
+            " (network, kernel receive buffer); not the worker's own drops"
+            " (faaslens_frames_dropped_total). Subtract faaslens_frames_late. Exact only while"
+            " each sender reaches one worker: across workers use faaslens query loss.",
             registry=registry,
         )
         self.frames_late = Counter(
@@ -182,7 +212,7 @@ class SelfMetrics:
             registry=registry,
         )
         self.docs_built = Counter(
-            "faaslens_docs_built", "Documents built for the sink", ["index"], registry=registry
+            "faaslens_docs_built", "Documents built for the sink", ["index_kind"], registry=registry
         )
         self.docs_built_by_kind = {k: self.docs_built.labels(k) for k in INDEX_KINDS}
         self.batches = Counter(
@@ -214,6 +244,10 @@ class SelfMetrics:
             registry=registry,
         )
         self._kernel: _KernelDrops | None = None
+
+    def watch_settling(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        """Expose the settle table's (pending, overflow, replaced) figures at scrape time."""
+        self.registry.register(_Settling(read))
 
     def watch_kernel_drops(self, read: Callable[[], int | None]) -> None:
         """Expose ``read()`` (the socket's kernel drop count) at scrape time."""

@@ -7,13 +7,13 @@ ahead of time (or check that the cluster accepts them) without running it.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Sequence
 
 from elasticsearch import ApiError, TransportError
 
-from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv
-from faaslens.ingest.sink_es.client import make_client
+from faaslens.commandline import EXIT_ELASTICSEARCH, EXIT_OK, EXIT_USAGE, fail
+from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, connection
+from faaslens.ingest.sink_es.client import explain, make_client
 from faaslens.ingest.templates import install_templates, templates_for
 
 
@@ -28,16 +28,29 @@ async def _install(config: IngestConfig) -> list[str]:
     return [*templates.components, *templates.indices]
 
 
+PROG = "faaslens setup"
+
+
 def main(argv: Sequence[str]) -> int:
-    """Install the templates for the configured prefix; 0 on success, 1 on failure."""
+    """Install the templates for the configured prefix.
+
+    Returns the exit status of :mod:`faaslens.commandline`: 0 installed, 2 a bad
+    setting, 3 Elasticsearch unreachable or refusing the templates.
+    """
     try:
-        _, config = config_from_argv(argv, prog="faaslens setup")
+        _, config = config_from_argv(
+            argv,
+            "setup",
+            "Install the Elasticsearch index and component templates, then exit "
+            "(the worker installs them at start too).",
+        )
         names = asyncio.run(_install(config))
     except ConfigError as exc:
-        print(f"faaslens setup: {exc}", file=sys.stderr)
-        return 2
-    except (ApiError, TransportError) as exc:
-        print(f"faaslens setup: Elasticsearch at {config.es_url}: {exc}", file=sys.stderr)
-        return 1
-    print(f"installed {len(names)} templates at {config.es_url}: {', '.join(names)}")
-    return 0
+        return fail(PROG, str(exc), EXIT_USAGE)
+    except (ApiError, TransportError, OSError) as exc:
+        return fail(PROG, explain(exc, connection(config).endpoint)[1], EXIT_ELASTICSEARCH)
+    except ValueError as exc:  # connection options the client refuses
+        return fail(PROG, str(exc), EXIT_USAGE)
+    endpoint = connection(config).endpoint
+    print(f"installed {len(names)} templates at {endpoint}: {', '.join(names)}")
+    return EXIT_OK

@@ -31,7 +31,9 @@ from faaslens.ingest.documents import (
     day_of,
     error_source,
     invocation_docs,
+    log_doc_id,
     log_docs,
+    mark_frame,
 )
 from faaslens.ingest.events import Doc
 from faaslens.ingest.signature import Verifier
@@ -99,6 +101,9 @@ INV_FIELDS: Final[dict[str, _Spec]] = {
     "faas.cost.usd": (_NUM, None),
     "faas.cost.gb_seconds": (_NUM, None),
     "faas.cost.price_id": (_STR, 64),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
+    "faas.metrics_dropped": (_UINT, _MAX_INT),
+    "http.response.status_code": (_UINT, 999),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_INV_LABELS, None),
@@ -121,11 +126,26 @@ LOG_FIELDS: Final[dict[str, _Spec]] = {
     "message": (_STR, P.MAX_MESSAGE),
     "faas.execution": (_EXEC, 128),
     "log.logger": (_STR, P.MAX_LOGGER),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_LOG_LABELS, None),
 }
 LOG_REQUIRED: Final = ("@timestamp", "event.sequence", "log.level", "message")
+
+START_FIELDS: Final[dict[str, _Spec]] = {
+    **RESOURCE_FIELDS,
+    "t": (_SKIP, None),
+    "faas.execution": (_EXEC, 128),
+    "@timestamp": (_UINT, _MAX_TS),
+    "faas.timeout": (_UINT, _MAX_INT),
+    "faas.coldstart": (_BOOL, None),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
+    "faas.trigger.type": (_ENUM, _TRIGGERS),
+    **_TRACE_FIELDS,
+}
+START_REQUIRED: Final = ("faas.execution", "@timestamp")
+_START_REQUIRED_SET: Final = frozenset(START_REQUIRED)
 _INV_REQUIRED_SET: Final = frozenset(INV_REQUIRED)
 _LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
 
@@ -137,7 +157,7 @@ _HEX_RE: Final = {
     32: re.compile(r"[0-9a-f]{32}").fullmatch,
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
-_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit", "count", "sum"})
 
 
 def _wall_ms() -> int:
@@ -191,6 +211,8 @@ class FrameResult:
     rejected: str | None  # frame-level reason (events.FRAME_REASONS) or None
     docs: list[Doc] = field(default_factory=list)  # per event: its doc, then its error doc
     invocations: list[dict[str, Any]] = field(default_factory=list)  # res + inv, with "metrics"
+    # (resource, start event without "t"): the resource dict may be shared, never modify it
+    starts: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     event_rejections: list[str] = field(default_factory=list)  # one reason per rejected event
     unknown_fields: int = 0
     dropped: list[str] = field(default_factory=list)  # "<part>:<reason>" of kept events
@@ -248,11 +270,31 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
             raise _Reject("wrong_type")
         if len(unit) > P.MAX_METRIC_UNIT:
             raise _Reject("too_large")
-    if len(m) > 3 + ("labels" in m) + ("unit" in m):
+    aggregated = ("count" in m) + ("sum" in m)
+    if aggregated:
+        _check_histogram_aggregate(m, kind)
+    if len(m) > 3 + ("labels" in m) + ("unit" in m) + aggregated:
         extra = [k for k in m if k not in _METRIC_KEYS]
         unknown = len(extra)
         m = {k: v for k, v in m.items() if k in _METRIC_KEYS}
     return m, unknown
+
+
+def _check_histogram_aggregate(m: dict[str, Any], kind: str) -> None:
+    """A histogram object standing for ``count`` observations summing to ``sum``."""
+    if kind != "histogram":
+        raise _Reject("bad_value")
+    count = m.get("count", 1)
+    if type(count) is not int:
+        raise _Reject("wrong_type")
+    if not 1 <= count <= P.MAX_HISTOGRAM_COUNT:
+        raise _Reject("bad_value")
+    total = m.get("sum", 0)
+    tt = type(total)
+    if tt is not int and tt is not float:
+        raise _Reject("wrong_type")
+    if tt is float and not math.isfinite(total):
+        raise _Reject("bad_value")
 
 
 def _key_problem(key: str) -> str | None:
@@ -551,12 +593,21 @@ class Validator:
                     if res_json is None:
                         res_json = dumps_members(res)
                     log_docs(res, res_json, ev, src, docs)
+                elif t == "start":
+                    if not ev.keys() >= _START_REQUIRED_SET:
+                        raise _Reject("missing_field")
+                    result.unknown_fields += _check_fields(ev, START_FIELDS)
+                    if not lo <= ev["@timestamp"] <= hi:
+                        raise _Reject("bad_timestamp")
+                    del ev["t"]
+                    result.starts.append((res, ev))
                 elif t is None and "t" not in ev:
                     raise _Reject("missing_field")
                 else:
                     raise _Reject("unknown_type")
             except _Reject as rej:
                 result.event_rejections.append(rej.reason)
+        mark_frame(docs, src, seq)
         return result
 
     def _accept(self, env: Any, slack: int, fast: FastDecoder, body: bytes) -> FrameResult:
@@ -591,6 +642,7 @@ class Validator:
         overrides = fast.overrides if res else None
         days = DAY_CACHE
         lo, hi = self._window()
+        start_type: Any = fast.start_type
         for ev in events:
             ts = ev.f__timestamp
             if not lo <= ts <= hi:
@@ -599,13 +651,24 @@ class Validator:
             canonical += len(encoded)
             encodings.append(encoded)
             if type(ev) is not log_type:
-                result.invocations.append(invocation_docs(res, to_dict(ev), docs))
+                if type(ev) is start_type:
+                    start = to_dict(ev)
+                    del start["t"]
+                    result.starts.append((res, start))
+                else:
+                    result.invocations.append(invocation_docs(res, to_dict(ev), docs))
                 continue
             if overrides is not None and overrides(ev):
                 log_docs(res, res_json, to_dict(ev), src, docs)
                 continue
             exec_id = ev.f_faas_execution
-            doc_id = f"{exec_id if exec_id is not UNSET else src}-{ev.f_event_sequence}"
+            attempt = ev.f_faas_attempt
+            if exec_id is UNSET:
+                doc_id = f"{src}-{ev.f_event_sequence}"
+            elif attempt is UNSET or attempt <= 1:
+                doc_id = f"{exec_id}-{ev.f_event_sequence}"
+            else:
+                doc_id = log_doc_id(exec_id, src, ev.f_event_sequence, attempt)
             if len(doc_id) > SHORT_ID:
                 doc_id = bounded_id(doc_id)
             day = days.get(ts // MS_PER_DAY) or day_of(ts)
@@ -620,6 +683,7 @@ class Validator:
             decoded += sum(e.count(b'":') for e in encodings)
             if text_keys != decoded:
                 return self.validate_reference(body)
+        mark_frame(docs, src, seq)
         return result
 
     def _window(self) -> tuple[int, int]:
@@ -653,6 +717,8 @@ def _fast_decoder() -> FastDecoder:
         inv_required=INV_REQUIRED,
         log=LOG_FIELDS,
         log_required=LOG_REQUIRED,
+        start=START_FIELDS,
+        start_required=START_REQUIRED,
         limits={
             "events": P.MAX_EVENTS,
             "inv_labels": P.MAX_INV_LABELS,
@@ -663,5 +729,6 @@ def _fast_decoder() -> FastDecoder:
             "metric_labels": P.MAX_METRIC_LABELS,
             "metric_label_value": P.MAX_METRIC_LABEL_VALUE,
             "metric_unit": P.MAX_METRIC_UNIT,
+            "histogram_count": P.MAX_HISTOGRAM_COUNT,
         },
     )

@@ -55,6 +55,8 @@ class FastDecoder:
         inv_required: tuple[str, ...],
         log: Mapping[str, tuple[int, Any]],
         log_required: tuple[str, ...],
+        start: Mapping[str, tuple[int, Any]],
+        start_required: tuple[str, ...],
         limits: Mapping[str, int],
     ) -> None:
         self._k = kinds
@@ -83,6 +85,12 @@ class FastDecoder:
                     Annotated[str, Meta(max_length=limits["metric_unit"])] | UnsetType,
                     UNSET,
                 ),
+                (
+                    "count",
+                    Annotated[int, Meta(ge=1, le=limits["histogram_count"])] | UnsetType,
+                    UNSET,
+                ),
+                ("sum", Union[self._int_any(), self._float_any()] | UnsetType, UNSET),  # noqa: UP007
             ],
             kw_only=True,
             forbid_unknown_fields=True,
@@ -92,7 +100,8 @@ class FastDecoder:
         res_struct = self._struct("Resource", resource, (), None)
         inv_struct = self._struct("Invocation", inv, inv_required, "inv")
         log_struct = self._struct("Log", log, log_required, "log")
-        event: Any = Union[inv_struct, log_struct]  # noqa: UP007
+        start_struct = self._struct("Start", start, start_required, "start")
+        event: Any = Union[inv_struct, log_struct, start_struct]  # noqa: UP007
         envelope = msgspec.defstruct(
             "Envelope",
             [
@@ -120,6 +129,7 @@ class FastDecoder:
         self.encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
         self.inv_type: type = inv_struct
         self.log_type: type = log_struct
+        self.start_type: type = start_struct
         # The resource fields an event may override, read in one C call.
         self._overrides = operator.attrgetter(*[_attr(k) for k in resource])
         self._log_labels = operator.attrgetter(_attr("labels"))
@@ -131,10 +141,10 @@ class FastDecoder:
         self._ids = operator.attrgetter(
             *[_attr(k) for k, (code, _) in inv.items() if code == kinds["hex"]]
         )
-        if {k for k, (c, _) in log.items() if c == kinds["hex"]} != {
-            k for k, (c, _) in inv.items() if c == kinds["hex"]
-        }:
-            raise ValueError("invocation and log events must share their hex id fields")
+        hex_ids = {k for k, (c, _) in inv.items() if c == kinds["hex"]}
+        for other in (log, start):
+            if {k for k, (c, _) in other.items() if c == kinds["hex"]} != hex_ids:
+                raise ValueError("every event type must have the same hex id fields")
 
     @staticmethod
     def _int_any() -> Any:
@@ -213,6 +223,7 @@ class FastDecoder:
         if env.v != 1:
             return None
         log_type = self.log_type
+        inv_type = self.inv_type
         labels_of = self._log_labels
         metrics_of = self._inv_metrics
         floats_of = self._inv_floats
@@ -230,7 +241,7 @@ class FastDecoder:
                     if s < 0:
                         return None  # nested or unusual values: the reference path judges
                     slack += s
-            else:
+            elif type(ev) is inv_type:
                 labels = labels_of(ev)
                 if labels is not UNSET and not all(map(_key_ok, labels)):
                     return None
@@ -243,10 +254,14 @@ class FastDecoder:
                     for m in metrics:
                         if (m.kind == "counter" and m.value < 0) or not _name_ok(m.name):
                             return None
+                        if m.kind != "histogram" and (m.count is not UNSET or m.sum is not UNSET):
+                            return None  # the reference path rejects it with its reason
                         if m.labels is not UNSET and not all(map(_name_ok, m.labels)):
                             return None
                         if type(m.value) is float:
                             slack += float_slack(m.value)
+                        if type(m.sum) is float:
+                            slack += float_slack(m.sum)
         return env, slack
 
     def resource(self, raw: Any) -> tuple[dict[str, Any], bytes] | None:

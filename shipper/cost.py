@@ -23,11 +23,16 @@ Sources, as read on the date in each ``price_id``:
   per GiB-s, Tier 2 $0.00003360 per vCPU-s + $0.00000350 per GiB-s, $0.40 per 1M
   requests; rounded up to 100 ms.
 
+The figures live in ``prices.json`` beside this module (shared with the NodeJS shipper).
 Override any figure with ``FAASLENS_PRICE_*`` (see config); the row's ``price_id``
 then becomes ``<id>-custom`` unless ``FAASLENS_PRICE_PRICE_ID`` names it.
 """
 
 from __future__ import annotations
+
+import os
+
+import orjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,83 +105,28 @@ class PriceRow:
         return row
 
 
-PRICES: dict[str, PriceRow] = {
-    "aws-x86_64": PriceRow(
-        "aws-x86_64-2025-01", per_request=0.20e-6, per_gb_s=0.0000166667, round_ms=1
-    ),
-    "aws-arm64": PriceRow(
-        "aws-arm64-2025-01", per_request=0.20e-6, per_gb_s=0.0000133334, round_ms=1
-    ),
-    "azure-consumption": PriceRow(
-        "azure-consumption-2025-01",
-        per_request=0.20e-6,
-        per_gb_s=0.000016,
-        round_ms=1,
-        min_ms=100,
-        round_mb=128,
-        min_mb=128,
-        max_mb=1536,
-        mem_from_rss=True,
-    ),
-    "gcp-gen1-tier1": PriceRow(
-        "gcp-gen1-tier1-2025-01",
-        per_request=0.40e-6,
-        per_gb_s=0.0000025,
-        per_ghz_s=0.0000100,
-        round_ms=100,
-    ),
-    "gcp-gen1-tier2": PriceRow(
-        "gcp-gen1-tier2-2025-01",
-        per_request=0.40e-6,
-        per_gb_s=0.0000035,
-        per_ghz_s=0.0000140,
-        round_ms=100,
-    ),
-    "gcp-gen2-tier1": PriceRow(
-        "gcp-gen2-tier1-2025-01",
-        per_request=0.40e-6,
-        per_gb_s=0.00000250,
-        per_vcpu_s=0.00002400,
-        round_ms=100,
-    ),
-    "gcp-gen2-tier2": PriceRow(
-        "gcp-gen2-tier2-2025-01",
-        per_request=0.40e-6,
-        per_gb_s=0.00000350,
-        per_vcpu_s=0.00003360,
-        round_ms=100,
-    ),
-}
+# The table itself is data (prices.json beside this module), read by the NodeJS shipper too,
+# so the two cannot drift.
+PRICE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")
 
-# Tier 1 regions (the others are Tier 2), as listed on the same pages on that date.
-GCP_GEN1_TIER1 = frozenset(
-    {
-        "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "europe-west1",
-        "europe-west2", "us-central1", "us-east1", "us-east4",
-    }
-)  # fmt: skip
-GCP_GEN2_TIER1 = frozenset(
-    {
-        "asia-east1", "asia-northeast1", "asia-northeast2", "europe-north1",
-        "europe-southwest1", "europe-west1", "europe-west4", "europe-west8", "europe-west9",
-        "me-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1",
-    }
-)  # fmt: skip
+
+def _load(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        data: dict[str, Any] = orjson.loads(fh.read())
+    return data
+
+
+_TABLE = _load(PRICE_FILE)
+PRICES: dict[str, PriceRow] = {key: PriceRow(**row) for key, row in _TABLE["rows"].items()}
+
+# Tier 1 regions (the others are Tier 2), as listed on the pricing pages on that date.
+GCP_GEN1_TIER1 = frozenset(_TABLE["gcp_gen1_tier1_regions"])
+GCP_GEN2_TIER1 = frozenset(_TABLE["gcp_gen2_tier1_regions"])
 
 # GCP 1st gen: memory size (MB) -> CPU clock (GHz) it comes with.
-GCP_GEN1_GHZ = ((128, 0.2), (256, 0.4), (512, 0.8), (1024, 1.4), (2048, 2.4), (4096, 4.8))
+GCP_GEN1_GHZ = tuple((int(mb), float(v)) for mb, v in _TABLE["gcp_gen1_ghz_by_mb"])
 # Cloud Run functions default CPU for a memory size (MB) -> vCPU.
-GCP_GEN2_VCPU = (
-    (128, 0.083),
-    (256, 0.167),
-    (512, 0.333),
-    (1024, 0.583),
-    (2048, 1.0),
-    (4096, 2.0),
-    (8192, 2.0),
-    (16384, 4.0),
-    (32768, 8.0),
-)
+GCP_GEN2_VCPU = tuple((int(mb), float(v)) for mb, v in _TABLE["gcp_gen2_vcpu_by_mb"])
 
 
 def _lookup(table: tuple[tuple[int, float], ...], memory_mb: float) -> float:
@@ -186,13 +136,24 @@ def _lookup(table: tuple[tuple[int, float], ...], memory_mb: float) -> float:
     return table[-1][1]
 
 
+# Rows whose platform bills a cold start's init phase with the invocation: AWS Lambda
+# on-demand functions since 2025-08-01 (the REPORT line's Billed Duration covers Init
+# Duration + Duration). Provisioned concurrency and SnapStart have no cold start here.
+_BILLS_INIT = frozenset({"aws-x86_64", "aws-arm64"})
+
+
 class Estimator:
-    """Prices invocations of one function (provider, architecture, region fixed)."""
+    """Prices invocations of one function (provider, architecture, region fixed).
 
-    __slots__ = ("_cache", "_cpu", "_ns_per_unit", "row")
+    ``bills_init``: the platform bills a cold start's init phase too; the caller adds
+    the init duration to the invocation's for the first one.
+    """
 
-    def __init__(self, row: PriceRow, cpu: float | None = None) -> None:
+    __slots__ = ("_cache", "_cpu", "_ns_per_unit", "bills_init", "row")
+
+    def __init__(self, row: PriceRow, cpu: float | None = None, bills_init: bool = False) -> None:
         self.row = row
+        self.bills_init = bills_init
         self._cpu = cpu
         self._ns_per_unit = row.round_ms * 1_000_000
         # (billed ms, MB) -> result: most invocations of a function bill the same few values.
@@ -269,4 +230,4 @@ def estimator_for(
     else:
         base = PRICES[key]
     row = base.with_overrides(prices) if prices else base
-    return Estimator(row, cpu)
+    return Estimator(row, cpu, bills_init=key in _BILLS_INIT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from faaslens.protocol import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK
-from faaslens.shipper.wire import truncate
+from faaslens.shipper.wire import safe_str, shrink_stack, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,33 +28,41 @@ def error_type(exc: BaseException) -> str:
     return name if module in ("builtins", "__main__") else f"{module}.{name}"
 
 
-def _message(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a user's __str__ that raises
-        return f"<unprintable {type(exc).__name__}>"
+_message = safe_str
+
+
+def fingerprint_of(error_type_name: str, frames: list[tuple[str, str]]) -> str:
+    """The protocol's fingerprint (docs/protocol.md, "Error fingerprint").
+
+    ``frames``: (file basename, function name) from the outermost to the innermost
+    frame. The first 16 hex digits of SHA-256 over the UTF-8 text
+    ``type|file:function|...`` of the type and the innermost five frames.
+    """
+    import hashlib
+
+    parts = [error_type_name, *(f"{file}:{func}" for file, func in frames[-FINGERPRINT_FRAMES:])]
+    return hashlib.sha256("|".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def fingerprint(exc: BaseException) -> str:
-    """Short hash of the type and the innermost frames (file basename + function).
+    """Fingerprint of an exception: its type and innermost frames (file basename + function).
 
     Line numbers are left out so that editing code above the failing line keeps
     the fingerprint; so is the decorator's own frame.
     """
-    import hashlib
     import traceback
 
     frames = [
-        f"{os.path.basename(f.filename)}:{f.name}"
+        (os.path.basename(f.filename), f.name)
         for f in traceback.extract_tb(exc.__traceback__)
         if f.filename != _WRAPPER_FILE
     ]
-    text = "|".join([error_type(exc), *frames[-FINGERPRINT_FRAMES:]])
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return fingerprint_of(error_type(exc), frames)
 
 
 def stack_trace(exc: BaseException) -> str:
-    """The formatted traceback (frames and source lines, never local variables)."""
+    """The formatted traceback (frames and source lines, never local variables); a long
+    one keeps its header, innermost frames and exception line (see ``wire.shrink_stack``)."""
     import traceback
 
     tb = exc.__traceback__
@@ -64,7 +72,7 @@ def stack_trace(exc: BaseException) -> str:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     except Exception:  # formatting a hostile exception must not fail the record
         text = f"{error_type(exc)}: {_message(exc)}"
-    return truncate(text, MAX_STACK)
+    return shrink_stack(text, MAX_STACK)
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:

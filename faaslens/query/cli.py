@@ -1,73 +1,137 @@
 """``faaslens query``: look up invocations and search errors in Elasticsearch.
 
-Exit status: 0 found, 1 nothing matched, 2 bad arguments, 3 Elasticsearch
-unreachable or refusing the query.
+It reads the worker's configuration sources (``--config``, ``FAASLENS_*``,
+flags) for the settings it shares with it: ``es_url``, ``es_index_prefix``,
+``es_request_timeout_s``. Exit statuses are those of every command
+(:mod:`faaslens.commandline`): 0 found, 1 nothing matched, 2 bad arguments, 3
+Elasticsearch unreachable or refusing the query.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-EXIT_OK = 0
-EXIT_NOTHING = 1
-EXIT_USAGE = 2
-EXIT_ES = 3
-DEFAULT_ES_URL = "http://127.0.0.1:9200"
+from faaslens.commandline import (
+    EXIT_ELASTICSEARCH,
+    EXIT_EMPTY,
+    EXIT_OK,
+    EXIT_USAGE,
+    Parser,
+    bounded,
+    fail,
+    non_empty,
+)
+from faaslens.ingest.config import ConfigError, add_arguments, load_config
+from faaslens.protocol import MAX_EXECUTION_ID
+
+PROG = "faaslens query"
+TIME_HELP = "15m, 2h, 7d (that long ago) or an ISO 8601 time"
+
+
+def _window_and_limit(parser: argparse.ArgumentParser, since: str, limit: int, what: str) -> None:
+    """The options both listings share: function, time window, how many rows."""
+    parser.add_argument("--function", metavar="NAME", help="faas.name, exactly (default: any)")
+    parser.add_argument("--since", default=since, help=f"from: {TIME_HELP} (default: {since})")
+    parser.add_argument("--until", help=f"to: {TIME_HELP} (default: now)")
+    parser.add_argument(
+        "--limit",
+        type=bounded(int, 1),
+        default=limit,
+        metavar="N",
+        help=f"{what} listed, at most (default: {limit})",
+    )
+
+
+def _invocation_id(text: str) -> str:
+    """An argparse ``type``: an id the protocol allows (a longer one was never stored)."""
+    if len(non_empty(text)) > MAX_EXECUTION_ID:
+        raise argparse.ArgumentTypeError(
+            f"{len(text)} characters: invocation ids have at most {MAX_EXECUTION_ID}"
+        )
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
-        "--es-url",
-        default=os.environ.get("FAASLENS_ES_URL", DEFAULT_ES_URL),
-        help="Elasticsearch URL (default: $FAASLENS_ES_URL, else %(default)s)",
+        "--json", action="store_true", help="print JSON instead of tables (default: tables)"
     )
-    common.add_argument(
-        "--index-prefix",
-        default=os.environ.get("FAASLENS_ES_INDEX_PREFIX", "faaslens"),
-        help="index prefix the worker writes with (default: %(default)s)",
-    )
-    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    common.add_argument(
-        "--timeout", type=float, default=10.0, help="request timeout in seconds (default: 10)"
-    )
+    add_arguments(common, "query")
 
-    parser = argparse.ArgumentParser(
-        prog="faaslens query", description="Look up invocations and search errors."
+    parser = Parser(
+        prog=PROG,
+        description="Look up invocations and search errors in the worker's Elasticsearch "
+        "indices. Run 'faaslens query <command> --help' for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     one = sub.add_parser(
-        "invocation", parents=[common], help="one invocation: record, log lines in order, errors"
+        "invocation",
+        parents=[common],
+        help="one invocation: record, log lines in order, errors",
+        description="One invocation: its record, its log lines in order, its errors.",
     )
-    one.add_argument("invocation_id")
+    one.add_argument(
+        "invocation_id",
+        type=_invocation_id,
+        help=f"faas.execution, as the platform gave it (1-{MAX_EXECUTION_ID} characters)",
+    )
 
-    many = sub.add_parser("invocations", parents=[common], help="recent invocations, filtered")
-    many.add_argument("--function", help="faas.name")
-    many.add_argument("--outcome", choices=["success", "failure", "unknown"])
-    cold = many.add_mutually_exclusive_group()
-    cold.add_argument("--coldstart", action="store_true", help="cold starts only")
-    cold.add_argument("--warm", action="store_true", help="warm invocations only")
-    many.add_argument("--min-duration", type=float, metavar="MS", help="at least MS milliseconds")
-    many.add_argument("--since", default="1h", help="e.g. 15m, 2h, 7d or ISO 8601 (default 1h)")
-    many.add_argument("--until", help="e.g. 5m or ISO 8601 (default: now)")
-    many.add_argument("--limit", type=int, default=50, help="rows (default 50)")
+    many = sub.add_parser(
+        "invocations",
+        parents=[common],
+        help="recent invocations, filtered",
+        description="Recent invocations, newest first, filtered.",
+    )
+    many.add_argument(
+        "--outcome",
+        choices=["success", "failure", "unknown"],
+        help="only this event.outcome (default: any)",
+    )
+    many.add_argument(
+        "--coldstart",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cold starts only; --no-coldstart: warm invocations only (default: both)",
+    )
+    many.add_argument(
+        "--min-duration",
+        type=bounded(float, 0),
+        metavar="MS",
+        help="handler duration of at least this many milliseconds (default: any)",
+    )
+    _window_and_limit(many, since="1h", limit=50, what="invocations")
 
     errs = sub.add_parser(
-        "errors", parents=[common], help="errors grouped by fingerprint, most frequent first"
+        "errors",
+        parents=[common],
+        help="errors grouped by fingerprint, most frequent first",
+        description="Errors grouped by fingerprint (error.grouping_key), most frequent first.",
     )
-    errs.add_argument("text", nargs="*", help="words to search in error messages, types, traces")
-    errs.add_argument("--function", help="faas.name")
-    errs.add_argument("--type", dest="error_type", help="error.type, exactly")
-    errs.add_argument("--since", default="24h", help="e.g. 1h, 7d or ISO 8601 (default 24h)")
-    errs.add_argument("--until", help="e.g. 5m or ISO 8601 (default: now)")
-    errs.add_argument("--limit", type=int, default=20, help="fingerprints (default 20)")
+    errs.add_argument(
+        "text", nargs="*", help="words to search in error messages, types and stack traces"
+    )
+    errs.add_argument(
+        "--type", dest="error_type", metavar="TYPE", help="error.type, exactly (default: any)"
+    )
+    _window_and_limit(errs, since="24h", limit=20, what="error fingerprints")
+
+    loss = sub.add_parser(
+        "loss",
+        parents=[common],
+        help="frames senders sent that never reached Elasticsearch, across all workers",
+        description="Per function and per sender, the frames missing between the first and "
+        "the last sequence number stored in the window, whichever worker took them "
+        "(docs/reading.md, 'Loss across workers and restarts').",
+    )
+    loss.add_argument("--function", metavar="NAME", help="faas.name, exactly (default: any)")
+    loss.add_argument("--since", default="1h", help=f"from: {TIME_HELP} (default: 1h)")
+    loss.add_argument("--until", help=f"to: {TIME_HELP} (default: now)")
     return parser
 
 
@@ -76,12 +140,15 @@ def _print_json(value: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``faaslens query`` with ``argv`` (without the leading ``query``)."""
+    """Run ``faaslens query`` with ``argv`` (without the leading ``query``); return the
+    exit status."""
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config = load_config(args, command="query")
+    except ConfigError as exc:
+        return fail(PROG, str(exc), EXIT_USAGE)
 
-    from faaslens.query import render
-    from faaslens.query.client import InvocationFilter, QueryClient, QueryError
     from faaslens.query.timespec import TimeSpecError, parse_time
 
     try:
@@ -89,20 +156,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         until = parse_time(args.until) if getattr(args, "until", None) else None
     except TimeSpecError as exc:
         parser.error(str(exc))
-    if getattr(args, "limit", 1) < 1:
-        parser.error("--limit must be at least 1")
+    if since is not None and until is not None and until <= since:
+        parser.error(f"--until ({args.until}) is not after --since ({args.since})")
 
+    # After the arguments are checked: these bring the Elasticsearch client (~0.5 s).
+    from faaslens.query import render
+    from faaslens.query.client import InvocationFilter, QueryClient, QueryError
+
+    url, prefix = config.es_url, config.es_index_prefix
     try:
-        with QueryClient(args.es_url, args.index_prefix, timeout_s=args.timeout) as client:
+        # The whole config: its nodes, TLS settings and credentials, as the worker uses them.
+        with QueryClient(config, prefix, timeout_s=config.es_request_timeout_s) as client:
             if args.command == "invocation":
                 view = client.invocation(args.invocation_id)
                 if not view.found:
-                    print(
-                        f"no invocation {args.invocation_id!r} in {args.index_prefix}-* "
-                        f"at {args.es_url}",
-                        file=sys.stderr,
+                    return fail(
+                        PROG,
+                        f"no invocation {args.invocation_id!r} in {prefix}-* at {url}",
+                        EXIT_EMPTY,
                     )
-                    return EXIT_NOTHING
                 if args.json:
                     _print_json(view.as_json())
                 else:
@@ -113,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flt = InvocationFilter(
                     function=args.function,
                     outcome=args.outcome,
-                    coldstart=True if args.coldstart else (False if args.warm else None),
+                    coldstart=args.coldstart,
                     min_duration_ms=args.min_duration,
                     since_ms=since,
                     until_ms=until,
@@ -121,12 +193,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 docs = client.invocations(flt)
                 if not docs:
-                    print("no invocations match", file=sys.stderr)
-                    return EXIT_NOTHING
+                    return fail(PROG, "no invocations match", EXIT_EMPTY)
                 if args.json:
                     _print_json(docs)
                 else:
                     print(render.invocations_table(docs))
+                return EXIT_OK
+
+            if args.command == "loss":
+                report = client.loss(since_ms=since, until_ms=until, function=args.function)
+                if not report.senders:
+                    return fail(PROG, "no frames in the window", EXIT_EMPTY)
+                if args.json:
+                    _print_json(report.as_json())
+                else:
+                    print(render.loss_table(report))
                 return EXIT_OK
 
             groups = client.errors(
@@ -138,16 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 limit=args.limit,
             )
             if not groups:
-                print("no errors match", file=sys.stderr)
-                return EXIT_NOTHING
+                return fail(PROG, "no errors match", EXIT_EMPTY)
             if args.json:
                 _print_json([g.as_json() for g in groups])
             else:
                 print(render.errors_table(groups))
             return EXIT_OK
     except QueryError as exc:
-        print(f"faaslens query: {exc}", file=sys.stderr)
-        return EXIT_ES
+        return fail(PROG, str(exc), EXIT_ELASTICSEARCH)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import elasticsearch as es
+from grafana_foundation_sdk.builders import table as table_panel
 
 from grafana.kit import (
     ES_ERR,
@@ -31,11 +32,45 @@ INV_FILTER = (
 )
 #: The invocation picked in the list (or reached by a link): its id is exact, not analysed.
 ONE_INVOCATION = 'faas.execution:"${invocation_id}"'
+#: Invocations settled as unfinished by the worker (a start, no record by timeout + grace).
+UNFINISHED_FILTER = (
+    "event.outcome:unknown AND _exists_:event.reason AND faas.name:${function:lucene}"
+)
+#: Columns of the unfinished list, in order.
+UNFINISHED_COLUMNS = "@timestamp faas.name faas.execution faas.timeout event.reason cloud.region"
 #: Columns of the invocation list, in order.
 LIST_COLUMNS = (
     "@timestamp faas.name faas.execution event.outcome faas.coldstart event.duration "
     "faas.mem_usage faas.cost.usd error.type cloud.region"
 )
+
+
+def _invocation_list(  # noqa: PLR0917 - one panel's parts, in reading order
+    title: str,
+    lucene: str,
+    size: int,
+    columns: str,
+    rename: dict[str, str],
+    units: dict[str, str],
+    *,
+    h: int = 10,
+    description: str,
+) -> table_panel.Panel:
+    """A list of invocation documents whose ids open the invocation (below, or by link)."""
+    return documents(
+        title,
+        ES_INV,
+        lucene,
+        size,
+        columns=columns,
+        rename=rename,
+        h=h,
+        overrides=[
+            link_override("faas.execution", INVOCATION_LINK),
+            *(unit_override(column, unit) for column, unit in units.items()),
+        ],
+        description=description,
+    )
 
 
 def build() -> Board:
@@ -67,20 +102,27 @@ def build() -> Board:
             h=7,
             description="From event.duration (nanoseconds), per function.",
         ),
-        documents(
+        _invocation_list(
             "Recent invocations",
-            ES_INV,
             INV_FILTER,
             200,
-            columns=LIST_COLUMNS,
-            rename={"event.duration": "duration", "faas.mem_usage": "memory"},
-            overrides=[
-                link_override("faas.execution", INVOCATION_LINK),
-                unit_override("duration", "ns"),
-                unit_override("memory", "bytes"),
-                unit_override("faas.cost.usd", "currencyUSD"),
-            ],
+            LIST_COLUMNS,
+            {"event.duration": "duration", "faas.mem_usage": "memory"},
+            {"duration": "ns", "memory": "bytes", "faas.cost.usd": "currencyUSD"},
             description="Click an invocation id to show its record, logs and error below.",
+        ),
+        _invocation_list(
+            "Unfinished invocations (started, never finished)",
+            UNFINISHED_FILTER,
+            100,
+            UNFINISHED_COLUMNS,
+            {"faas.timeout": "timeout", "event.reason": "reason"},
+            {"timeout": "ns"},
+            h=7,
+            description="No record came by the function's timeout plus the worker's grace "
+            "period: the process died mid-invocation (out of memory, a native crash, os._exit, "
+            "a timeout the in-process watchdog could not beat). Click an id for the log lines "
+            "that left before the end.",
         ),
         documents(
             "Invocation ${invocation_id}: record",

@@ -89,6 +89,26 @@ def build() -> Board:
             "invocation id: click one to open the invocation.",
         ),
         timeseries(
+            "Did not finish: started - finished, and unfinished (per second)",
+            [
+                prom(
+                    f"{rate('faas_invocations_started_total')} - {rate('faas_invocations_total')}",
+                    "started - finished {{function}}",
+                ),
+                prom(rate("faas_invocations_unfinished_total"), "unfinished {{function}}"),
+            ],
+            unit="reqps",
+            description="Invocations that announced their start minus those whose record "
+            "came: what is running or never ended. Unfinished: no record by the function's "
+            "timeout plus the worker's grace period (the process died: out of memory, a "
+            "crash, a hard timeout). Functions whose shipper sends no start events have none.",
+        ),
+        stat(
+            "Unfinished invocations, last 24h",
+            prom(increase("faas_invocations_unfinished_total", "1d", by=""), "unfinished"),
+            unit="short",
+        ),
+        timeseries(
             "Cold starts",
             prom(
                 increase("faas_coldstarts_total", RI),
@@ -111,7 +131,7 @@ def build() -> Board:
                 prom(quantile("0.95", "faas_mem_usage_bytes"), "used p95 {{function}}"),
                 # GB-seconds / billed seconds = configured GiB: no extra series needed.
                 prom(
-                    f"{rate('faas_billed_gb_seconds_total')} / "
+                    f"{rate('faas_billed_gigabyte_seconds_total')} / "
                     f"{rate('faas_billed_duration_seconds_total')} * 1073741824",
                     "configured {{function}}",
                 ),
@@ -122,7 +142,7 @@ def build() -> Board:
             "Billed GB-seconds and estimated cost per function (last 24h)",
             [
                 prom(
-                    increase("faas_billed_gb_seconds_total", "1d"),
+                    increase("faas_billed_gigabyte_seconds_total", "1d"),
                     "",
                     instant=True,
                 ),

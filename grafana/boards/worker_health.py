@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grafana_foundation_sdk.builders import prometheus
 
 from grafana.kit import (
@@ -25,6 +27,14 @@ def _series(metric: str, legend: str, by: str = "") -> prometheus.Dataquery:
     return prom(rate(metric, by=by, selector=INST), legend)
 
 
+def _net_lost(func: Callable[..., str], window: str | None) -> str:
+    """Sequence gaps minus the late frames that filled them (both counters only grow)."""
+    args = (window,) if window else ()
+    gaps = func("faaslens_frames_lost_total", *args, by="", selector=INST)
+    late = func("faaslens_frames_late_total", *args, by="", selector=INST)
+    return f"{gaps} - {late}"
+
+
 def build() -> Board:
     board = Board(UID_WORKER, "faaslens / Worker health", time_from="now-1h")
     board.variables(
@@ -42,7 +52,7 @@ def build() -> Board:
         stat("Spool size", prom(spool, "spool"), unit="bytes"),
         stat(
             "Frames lost (range)",
-            prom(increase("faaslens_frames_lost_total", "$__range", by="", selector=INST), "lost"),
+            prom(_net_lost(increase, "$__range"), "lost"),
             unit="short",
         ),
         timeseries(
@@ -54,7 +64,7 @@ def build() -> Board:
         ),
         timeseries(
             "Bytes received",
-            _series("faaslens_bytes_received_total", "{{transport}} bytes/s", by="transport"),
+            _series("faaslens_received_bytes_total", "{{transport}} bytes/s", by="transport"),
             unit="Bps",
         ),
         timeseries(
@@ -68,16 +78,22 @@ def build() -> Board:
         timeseries(
             "Lost",
             [
-                _series("faaslens_frames_lost_total", "frames lost (sequence gaps)"),
-                _series("faaslens_udp_receive_buffer_drops_total", "UDP receive buffer drops"),
+                prom(
+                    _net_lost(rate, None),
+                    "lost before the worker (sequence gaps, net of late frames)",
+                ),
                 _series(
                     "faaslens_frames_dropped_total",
-                    "dropped before validation ({{reason}})",
+                    "dropped by the worker ({{reason}})",
                     by="reason",
                 ),
+                _series("faaslens_udp_receive_buffer_drops_total", "of the gaps: kernel buffer"),
             ],
-            description="Sequence gaps seen per sender, datagrams the kernel dropped "
-            "because the socket buffer was full, and frames the worker dropped (queue full).",
+            description="Frames that never reached the worker (sequence gaps, net of late "
+            "frames) and frames the worker dropped itself are disjoint: their sum is what "
+            "this worker lost. Kernel receive buffer drops are part of the gaps, not in "
+            "addition. Gaps are exact only while each sender reaches one worker; across "
+            "workers and restarts use `faaslens query loss`.",
         ),
         timeseries(
             "Indexed / failed documents",
@@ -102,6 +118,17 @@ def build() -> Board:
         timeseries(
             "Queue depth and spool",
             [prom(queue, "queue depth"), prom(spool, "spool bytes")],
-            w=24,
+        ),
+        timeseries(
+            "Pending starts",
+            [
+                prom(f"sum(faaslens_pending_invocations{{{INST}}})", "pending"),
+                _series("faaslens_pending_overflow_total", "not tracked (table full)/s"),
+                _series("faaslens_unfinished_replaced_total", "late records replacing/s"),
+            ],
+            description="Started invocations waiting for their record (each is settled by "
+            "its record or, past its timeout plus grace, as unfinished); starts refused "
+            "because pending_max was reached; records that came after their invocation had "
+            "been settled as unfinished.",
         ),
     )

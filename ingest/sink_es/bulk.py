@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import orjson
 
-from faaslens.ingest.events import Doc, IndexKind
+from faaslens.ingest.events import BulkOp, Doc, IndexKind
 
 Disposition = Literal["indexed", "duplicate", "retry", "dead"]
 
@@ -26,7 +26,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = ("mapping", "validation", "other", "retri
 RETRY_REASONS: tuple[str, ...] = (
     "too_many_requests",
     "server_error",
-    "forbidden",
+    "authentication",  # 401: wrong or expired credentials
+    "forbidden",  # 403: a missing privilege, or a cluster block
     "connection",
     "timeout",
 )
@@ -52,27 +53,28 @@ _VALIDATION_ERRORS = frozenset(
 )
 
 
-def _action_head(index: str) -> bytes:
-    """The action line up to its id: the same for every document of an index."""
-    return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":'
+def _action_head(index: str, op: BulkOp = "create") -> bytes:
+    """The action line up to its id: the same for every document of an index and op."""
+    return b'{"' + op.encode() + b'":{"_index":' + orjson.dumps(index) + b',"_id":'
 
 
-def action_line(index: str, doc_id: str) -> bytes:
-    """``{"create":{"_index":...,"_id":...}}`` + newline. ``create`` makes a retry answer 409."""
-    return _action_head(index) + encode_basestring_ascii(doc_id).encode() + b"}}\n"
+def action_line(index: str, doc_id: str, op: BulkOp = "create") -> bytes:
+    """``{"create":{"_index":...,"_id":...}}`` + newline. ``create`` makes a retry answer 409;
+    ``index`` (a record replacing an unfinished document) overwrites, so a retry is harmless."""
+    return _action_head(index, op) + encode_basestring_ascii(doc_id).encode() + b"}}\n"
 
 
 def build_body(docs: Sequence[Doc], prefix: str) -> bytes:
     """The NDJSON bulk body for ``docs``: one action line and one source line each."""
     parts: list[bytes] = []
     append = parts.append
-    heads: dict[tuple[str, str], bytes] = {}  # (kind, day) -> _action_head of its index
+    heads: dict[tuple[str, str, str], bytes] = {}  # (kind, day, op) -> _action_head
     json_string = encode_basestring_ascii  # C; for a short str cheaper than orjson.dumps
     for doc in docs:
-        kind, doc_id, day, source = doc
-        head = heads.get((kind, day))
+        kind, doc_id, day, source, op = doc
+        head = heads.get((kind, day, op))
         if head is None:
-            head = heads[(kind, day)] = _action_head(f"{prefix}-{kind}-{day}")
+            head = heads[(kind, day, op)] = _action_head(f"{prefix}-{kind}-{day}", op)
         # action_line()'s bytes, appended in parts.
         append(head)
         append(json_string(doc_id).encode())
@@ -99,7 +101,9 @@ def retry_reason(status: int) -> str:
     """The bounded retry reason for a retryable HTTP status."""
     if status == 429:
         return "too_many_requests"
-    if status in (401, 403):
+    if status == 401:
+        return "authentication"
+    if status == 403:
         return "forbidden"
     if status == 408:
         return "timeout"
@@ -180,7 +184,7 @@ def classify(response: Mapping[str, Any], docs: Sequence[Doc]) -> BulkOutcome:
         outcome.indexed.update(doc.kind for doc in docs)
         return outcome
     for doc, item in zip(docs, items, strict=True):
-        # Each item is {"<op>": {...}}; we only send "create" but read whatever key it has.
+        # Each item is {"<op>": {...}}: "create" or "index"; read whatever key it has.
         result: Any = next(iter(item.values()), None) if isinstance(item, Mapping) else None
         if not isinstance(result, Mapping) or not isinstance(result.get("status"), int):
             raise BulkResponseError(f"bulk item without a status: {item!r}")

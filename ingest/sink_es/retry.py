@@ -29,6 +29,7 @@ from faaslens.ingest.sink_es.bulk import (
     classify_status,
     retry_reason,
 )
+from faaslens.ingest.sink_es.client import explain
 
 # Only what classification needs: the response of a 2000-document bulk stays small.
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
@@ -57,7 +58,11 @@ class Refused(Exception):
 
 
 async def send_isolating(
-    client: AsyncElasticsearch, docs: Sequence[Doc], prefix: str, duration: Histogram
+    client: AsyncElasticsearch,
+    docs: Sequence[Doc],
+    prefix: str,
+    duration: Histogram,
+    endpoint: str = "",
 ) -> BulkOutcome:
     """:func:`send_once`, and when the whole request is refused, the batch split in
     halves, recursively, until the refused documents stand alone: only they are dead
@@ -67,20 +72,25 @@ async def send_isolating(
         Retryable: a request failed as a whole and may pass later.
     """
     try:
-        return await send_once(client, docs, prefix, duration)
+        return await send_once(client, docs, prefix, duration, endpoint)
     except Refused as exc:
         if len(docs) == 1:
             return BulkOutcome(dead=[ItemFailure(docs[0], exc.status, exc.error_type, str(exc))])
     mid = len(docs) // 2
-    outcome = await send_isolating(client, docs[:mid], prefix, duration)
-    outcome.merge(await send_isolating(client, docs[mid:], prefix, duration))
+    outcome = await send_isolating(client, docs[:mid], prefix, duration, endpoint)
+    outcome.merge(await send_isolating(client, docs[mid:], prefix, duration, endpoint))
     return outcome
 
 
 async def send_once(
-    client: AsyncElasticsearch, docs: Sequence[Doc], prefix: str, duration: Histogram
+    client: AsyncElasticsearch,
+    docs: Sequence[Doc],
+    prefix: str,
+    duration: Histogram,
+    endpoint: str = "",
 ) -> BulkOutcome:
-    """One bulk request of ``docs``, its items classified.
+    """One bulk request of ``docs``, its items classified (``endpoint``: the nodes as
+    shown in messages).
 
     Raises:
         Retryable: the whole request failed and may pass later.
@@ -97,8 +107,13 @@ async def send_once(
         raise Retryable("connection", True, str(exc)) from exc
     except ApiError as exc:
         status = exc.meta.status
+        if status == 401:
+            # Credentials refused: nothing will pass until they are fixed, so later batches
+            # go straight to the spool while the supervisor keeps probing (counted, logged).
+            raise Retryable(retry_reason(status), True, explain(exc, endpoint)[1]) from exc
         if classify_status(status) == "retry":
-            raise Retryable(retry_reason(status), False, str(exc)) from exc
+            detail = explain(exc, endpoint)[1] if status == 403 else str(exc)
+            raise Retryable(retry_reason(status), False, detail) from exc
         # The whole request refused (e.g. 400 for one action line Elasticsearch cannot
         # take): the caller splits the batch to find the documents at fault.
         raise Refused(status, exc.error, str(exc.info)[:2000]) from exc

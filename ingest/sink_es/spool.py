@@ -9,6 +9,7 @@ length-prefixed and checksummed::
     record  = magic "FLS1" | u32 payload length | u32 crc32(payload) | payload
     payload = doc*
     doc     = u8 kind | u16 len(id) | u16 len(day) | u32 len(source) | id | day | source
+    kind    = index kind code (0 invocations, 1 logs, 2 errors), + 0x80 for bulk op "index"
 
 Replay reads *sealed* segments, oldest first; the active segment is sealed
 (rotated) when replay reaches it, so a reader never races a writer. A segment
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from faaslens.ingest.events import Doc, IndexKind
+from faaslens.ingest.dirlock import DirectoryLock
+from faaslens.ingest.events import BulkOp, Doc, IndexKind
 from faaslens.protocol import INDEX_KINDS
 
 MAGIC = b"FLS1"
@@ -39,6 +41,7 @@ _RECORD = struct.Struct("<4sII")
 _DOC = struct.Struct("<BHHI")
 _KINDS: tuple[IndexKind, ...] = INDEX_KINDS
 _KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
+_OP_INDEX = 0x80  # high bit of the kind byte: the document is written with op "index"
 _SEGMENT_RE = re.compile(r"^segment-(\d{12})\.spool$")
 
 MIN_SEGMENT_BYTES = 64 * 1024
@@ -61,7 +64,8 @@ def encode_record(docs: Sequence[Doc]) -> bytes:
         day = doc.day.encode("ascii")  # UnicodeEncodeError is a ValueError
         if len(doc_id) > 0xFFFF or len(day) > 0xFFFF or len(doc.source) > 0xFFFFFFFF:
             raise ValueError(f"document {doc.doc_id[:64]!r} too large for a spool record")
-        parts.append(_DOC.pack(_KIND_CODE[doc.kind], len(doc_id), len(day), len(doc.source)))
+        code = _KIND_CODE[doc.kind] | (_OP_INDEX if doc.op == "index" else 0)
+        parts.append(_DOC.pack(code, len(doc_id), len(day), len(doc.source)))
         parts += (doc_id, day, doc.source)
     payload = b"".join(parts)
     return _RECORD.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
@@ -83,9 +87,11 @@ def decode_payload(payload: bytes) -> list[Doc]:
             pos += day_len
             source = bytes(view[pos : pos + src_len])
             pos += src_len
+            op: BulkOp = "index" if code & _OP_INDEX else "create"
+            code &= ~_OP_INDEX
             if pos > end or code >= len(_KINDS):
                 raise SpoolCorrupt("document runs past its record or has an unknown kind")
-            docs.append(Doc(kind=_KINDS[code], doc_id=doc_id, day=day, source=source))
+            docs.append(Doc(_KINDS[code], doc_id, day, source, op))
     except (struct.error, UnicodeDecodeError) as exc:
         raise SpoolCorrupt(f"undecodable document: {exc}") from exc
     return docs
@@ -149,11 +155,17 @@ class Spool:
         self._active_size = 0
         self._next_seq = 1
         self._opened = False
+        self._owner = DirectoryLock(self.directory, "spool_dir")
 
     def open(self) -> None:
-        """Create the directory and pick up segments left by an earlier run (all sealed)."""
+        """Create the directory, take its lock and pick up segments left by an earlier run
+        (all sealed).
+
+        Raises:
+            DirectoryInUse: another worker owns the directory.
+        """
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self._owner.acquire()
             for entry in sorted(self.directory.iterdir()):
                 match = _SEGMENT_RE.match(entry.name)
                 if not match:
@@ -244,10 +256,11 @@ class Spool:
             segment.path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Seal the active segment (fsynced) so the next run replays it."""
+        """Seal the active segment (fsynced) so the next run replays it; release the lock."""
         with self._lock:
             if self._active is not None:
                 self._seal_locked()
+            self._owner.release()
 
     def _seal_locked(self) -> None:
         assert self._active is not None

@@ -78,6 +78,7 @@ class Live:
     start: float
     end: float
     functions: list[str]
+    crashes: int  # demo invocations whose process died: unfinished ones
 
     def es_index(self, uid: str) -> str:
         pattern: str = DATASOURCES[uid]["jsonData"]["index"]
@@ -93,14 +94,17 @@ def _sample(text: str, name: str) -> float:
     return total
 
 
-def _drive_demo(endpoint: str) -> None:
-    result = run_demo(endpoint, rate=DEMO_RATE, duration=DEMO_SECONDS, seed=7, progress=False)
+def _drive_demo(endpoint: str) -> int:
+    """Run the demo traffic; returns how many invocations died (unfinished ones)."""
+    result: Any = run_demo(endpoint, rate=DEMO_RATE, duration=DEMO_SECONDS, seed=7, progress=False)
     if inspect.isawaitable(result):
-        asyncio.run(_await(result))
+        result = asyncio.run(_await(result))
+    crashes: int = result.crashes
+    return crashes
 
 
-async def _await(result: Any) -> None:
-    await result
+async def _await(result: Any) -> Any:
+    return await result
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +128,15 @@ def live(
         prometheus.wait_for_target_up(instance, timeout=60)
         start = time.time()
         host, port = worker.udp_address
-        _drive_demo(f"udp://{host}:{port}")
+        crashes = _drive_demo(f"udp://{host}:{port}")
+        assert crashes > 0  # the unfinished-invocation panels and rule need some
+
+        def unfinished() -> bool:
+            """Every invocation that died is settled as unfinished (timeout + grace)."""
+            _, text = http_json("GET", metrics_url)
+            return _sample(text, "faas_invocations_unfinished_total") == crashes
+
+        poll_until(unfinished, timeout=60, interval=0.2, what="dead invocations unfinished")
 
         def settled() -> float | None:
             """Every document built is indexed and the queue is empty."""
@@ -145,7 +157,9 @@ def live(
                 f'sum by (function) (faas_invocations_total{{instance="{instance}"}})'
             )
             seen = sum(float(r["value"][1]) for r in rows)
-            return sorted(r["metric"]["function"] for r in rows) if seen == total else None
+            # The unfinished invocation documents have no record: not in faas_invocations_total.
+            done = seen == total - crashes
+            return sorted(r["metric"]["function"] for r in rows) if done else None
 
         functions = poll_until(scraped, timeout=60, interval=0.5, what="final scrape")
         # Enough scrapes of this worker that every rate() window holds several samples.
@@ -156,7 +170,7 @@ def live(
             return bool(rows) and float(rows[0]["value"][1]) >= wanted
 
         poll_until(enough_scrapes, timeout=60, interval=0.5, what="scrapes after the traffic")
-        yield Live(es_url, prefix, prometheus, instance, start, time.time(), functions)
+        yield Live(es_url, prefix, prometheus, instance, start, time.time(), functions, crashes)
     finally:
         thread.stop()
         delete_es_prefix(es_url, prefix)
@@ -378,11 +392,21 @@ def test_invocations(live: Live) -> None:
         "min_duration_ms": ["0"],
         "invocation_id": [invocation_id],
     }
-    assert _check_dashboard(live, "invocations.json", values) == 6
+    assert _check_dashboard(live, "invocations.json", values) == 7
+    # The unfinished list holds exactly the invocations that died, and nothing else.
+    unfinished = next(t for t in iter_targets(dash) if t.panel.startswith("Unfinished"))
+    every = Variables(values=values, all_values=all_values(dash), builtins=_builtins(live))
+    body, result = _run_es(live, unfinished, every)
+    assert es_response_has_data(body, result)
+    hits = [h["_source"] for h in result["hits"]["hits"]]
+    assert len(hits) == live.crashes
+    assert {h["event.outcome"] for h in hits} == {"unknown"}
+    assert {h["faas.name"] for h in hits} == {"orders-worker"}
     # Filtered: several functions (lucene OR), failures, warm, over 1 ms.
     filtered: dict[str, list[str] | None] = {
         **values,
-        "function": found["function"][:2],
+        # the function whose processes died among them, for the unfinished list
+        "function": sorted({*found["function"][:2], "orders-worker"}),
         "outcome": ["failure"],
         "coldstart": ["false"],
         "min_duration_ms": ["1"],

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from faaslens.commandline import EXIT_ELASTICSEARCH, EXIT_EMPTY, EXIT_USAGE
 from faaslens.ingest.config import IngestConfig
 from faaslens.ingest.runner import Worker
 from faaslens.query import cli
@@ -168,7 +169,7 @@ def indexed(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
 def run(
     capsys: pytest.CaptureFixture[str], indexed: dict[str, Any], *args: str
 ) -> tuple[int, str, str]:
-    argv = [*args, "--es-url", indexed["es_url"], "--index-prefix", indexed["prefix"]]
+    argv = [*args, "--es-url", indexed["es_url"], "--es-index-prefix", indexed["prefix"]]
     code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
@@ -210,7 +211,7 @@ def test_unknown_invocation_is_a_clear_miss(
     capsys: pytest.CaptureFixture[str], indexed: dict[str, Any]
 ) -> None:
     code, out, err = run(capsys, indexed, "invocation", "no-such-invocation")
-    assert code == cli.EXIT_NOTHING
+    assert code == EXIT_EMPTY
     assert out == ""
     assert "no invocation 'no-such-invocation'" in err
 
@@ -231,7 +232,7 @@ def test_invocations_filters(capsys: pytest.CaptureFixture[str], indexed: dict[s
         ids["old"],
     }
     assert listed("--coldstart") == [ids["cold"]]
-    assert set(listed("--warm")) == {ids["slow"], ids["keyerr"]}
+    assert set(listed("--no-coldstart")) == {ids["slow"], ids["keyerr"]}
     assert listed("--min-duration", "500") == [ids["slow"]]
     assert len(listed("--since", "4h", "--limit", "2")) == 2
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((NOW_MS - 2 * HOUR_MS) / 1000))
@@ -260,7 +261,7 @@ def test_invocations_nothing_matches(
     capsys: pytest.CaptureFixture[str], indexed: dict[str, Any]
 ) -> None:
     code, _, err = run(capsys, indexed, "invocations", "--function", "nope")
-    assert code == cli.EXIT_NOTHING
+    assert code == EXIT_EMPTY
     assert "no invocations match" in err
 
 
@@ -304,7 +305,7 @@ def test_errors_nothing_matches(
     capsys: pytest.CaptureFixture[str], indexed: dict[str, Any]
 ) -> None:
     code, _, err = run(capsys, indexed, "errors", "zzzznomatch")
-    assert code == cli.EXIT_NOTHING
+    assert code == EXIT_EMPTY
     assert "no errors match" in err
 
 
@@ -320,9 +321,9 @@ def test_unreachable_elasticsearch_is_a_message_not_a_traceback(
     capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
-    code = cli.main([*command, "--es-url", url, "--timeout", "2"])
+    code = cli.main([*command, "--es-url", url, "--es-request-timeout-s", "2"])
     out, err = capsys.readouterr()
-    assert code == cli.EXIT_ES
+    assert code == EXIT_ELASTICSEARCH
     assert out == ""
     assert f"cannot reach Elasticsearch at {url}" in err
     assert "Traceback" not in err
@@ -332,7 +333,8 @@ def test_es_url_comes_from_the_environment(
     capsys: pytest.CaptureFixture[str], indexed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAASLENS_ES_URL", indexed["es_url"])
-    code = cli.main(["invocation", indexed["ids"]["keyerr"], "--index-prefix", indexed["prefix"]])
+    prefix = indexed["prefix"]
+    code = cli.main(["invocation", indexed["ids"]["keyerr"], "--es-index-prefix", prefix])
     out, _ = capsys.readouterr()
     assert code == 0
     assert "KeyError: missing key 'q'" in out
@@ -341,7 +343,7 @@ def test_es_url_comes_from_the_environment(
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["invocations", "--since", "yesterday-ish"])
-    assert exc.value.code == cli.EXIT_USAGE
+    assert exc.value.code == EXIT_USAGE
     assert "bad time" in capsys.readouterr().err
 
 
@@ -357,7 +359,7 @@ def test_console_script_runs_the_query_command(indexed: dict[str, Any]) -> None:
             "timed",
             "--es-url",
             indexed["es_url"],
-            "--index-prefix",
+            "--es-index-prefix",
             indexed["prefix"],
         ],
         capture_output=True,

@@ -2,8 +2,9 @@
 
 Two kinds of vectors (docs/protocol.md, "Test vectors"):
 
-* frames produced by the real shipper with a fixed clock, ids, source id,
-  memory reading and resource block, so that they are the same on any machine;
+* frames produced by the real shipper from the scenarios in ``scenarios/`` (data:
+  clock, ids, resource block, platform shapes and calls), so that they are the same
+  on any machine and for a shipper in any language;
 * hand-made hostile frames, one per rejection reason and edge case.
 
 Each ``<name>.frame`` holds the frame's bytes; ``<name>.json`` what the worker
@@ -18,40 +19,21 @@ settings the vector needs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import sys
 from collections import Counter as Tally
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
-from shipper.config import ShipperConfig
-from shipper.core import Clock, Shipper
-from shipper.logs import Logger
-from shipper.metrics import Counter, Gauge, Histogram
-from shipper.transport import Transport
+from tests.vectors import scenario
 
 HERE = Path(__file__).resolve().parent
 TS = 1_764_028_800_123  # 2025-11-25T00:00:00.123Z
-SRC = "vec-src-01"
 KEYS = {"k1": "secret"}
-TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-RESOURCE = {
-    "service.name": "checkout",
-    "service.version": "1.4.2",
-    "service.environment": "prod",
-    "service.node.name": "2025/11/25/[$LATEST]0123456789abcdef",
-    "faas.name": "checkout",
-    "faas.version": "$LATEST",
-    "faas.max_memory": 512 * 1024 * 1024,
-    "cloud.provider": "aws",
-    "cloud.region": "eu-west-1",
-    "host.architecture": "x86_64",
-}
 
 RESOURCE_FIELDS = frozenset(
     {
@@ -69,191 +51,20 @@ ERROR_DOC_EVENT_FIELDS = frozenset(
 )  # fmt: skip
 
 
-# ------------------------------------------------------------------ deterministic shipper
+# ------------------------------------------------------------------ shipper scenarios
 
 
-class _Capture(Transport):
-    """Keeps the frames instead of sending them."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def send(self, frames: Any) -> None:
-        self.frames.extend(frames)
-
-    def close(self) -> None:
-        pass
-
-
-class _Clock(Clock):
-    """Wall clock from TS, +1 ms per reading; monotonic +2.5 ms per reading."""
-
-    def __init__(self) -> None:
-        self._wall = TS
-        self._perf = 0
-
-    def time_ns(self) -> int:
-        now = self._wall
-        self._wall += 1
-        return now * 1_000_000
-
-    def perf_ns(self) -> int:
-        self._perf += 2_500_000
-        return self._perf
-
-    def process_age_ns(self) -> int:
-        return 412_000_000
-
-
-def _shipper(**settings: Any) -> tuple[Shipper, _Capture]:
-    settings.setdefault("max_datagram", 8000)  # one frame each, but where packing is shown
-    capture = _Capture()
-    ids = iter(f"00000000-0000-4000-8000-{i:012d}" for i in range(1, 1000))
-    sh = Shipper(
-        ShipperConfig(**settings),
-        environ={},
-        resource=RESOURCE,
-        transport=capture,
-        clock=_Clock(),
-        src=SRC,
-        rss=lambda: 96 * 1024 * 1024,
-        new_id=lambda: next(ids),
-    )
-    return sh, capture
-
-
-class _LambdaContext:
-    function_name = "checkout"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
-    aws_request_id = "8f3c2a1e-5b7d-4c1e-9f2a-6d8e0b1c3a5f"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 0  # no watchdog in vectors
-
-
-class _AzureTrace:
-    trace_parent = TP
-
-
-class _AzureContext:
-    invocation_id = "5f0a4b0e-1111-4e1e-9d1e-000000000001"
-    function_name = "HttpTrigger1"
-    trace_context = _AzureTrace()
-
-
-class HttpRequest:  # named like azure.functions.HttpRequest
-    method = "GET"
-    headers: ClassVar[dict[str, str]] = {}
-
-
-class _CloudEvent:
-    def get_attributes(self) -> dict[str, str]:
-        return {
-            "id": "1234567890123456",
-            "type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "source": "//pubsub.googleapis.com/projects/p/topics/orders",
-        }
-
-
-# Handlers compiled under a fixed file name, so stack traces are the same everywhere.
-_HANDLERS = """
-def failing_handler(event, context):
-    return charge(event["amount"])
-
-def charge(amount):
-    raise ValueError(f"card declined for amount {amount}")
-
-def flaky_handler(log):
-    log.debug("cache miss", key="user:1")
-    log.info("calling upstream")
-    call_upstream()
-
-def call_upstream():
-    raise TimeoutError("upstream took too long")
-"""
-
-
-def _compiled() -> dict[str, Any]:
-    namespace: dict[str, Any] = {}
-    exec(compile(_HANDLERS, "/var/task/handler.py", "exec"), namespace)
-    return namespace
+def frame_names(name: str, count: int) -> list[str]:
+    """Vector names of a scenario's frames: its own name, or ``<name>_<i>`` for several."""
+    return [name] if count == 1 else [f"{name}_{i}" for i in range(1, count + 1)]
 
 
 def shipper_frames() -> dict[str, bytes]:
-    """Frames of the real shipper for fixed inputs, by vector name."""
+    """Frames of the real shipper for each scenario (tests/vectors/scenarios), by vector name."""
     out: dict[str, bytes] = {}
-
-    # An AWS invocation: 3 lines, a counter, a gauge, a histogram, a trace from the headers.
-    sh, cap = _shipper()
-    log = Logger("orders", shipper=sh)
-    orders, depth = Counter("orders", shipper=sh), Gauge("queue_depth", shipper=sh)
-    size = Histogram("payload_bytes", unit="bytes", shipper=sh)
-
-    @sh.instrument
-    def handler(event: Any, context: Any) -> Any:
-        log.info("order received", order_id="o-1", password="hunter2")
-        log.warning("slow downstream", service="payments", ms=812)
-        log.info("order stored", items=[1, 2], meta={"region": "eu"})
-        orders.inc(region="eu")
-        depth.set(4)
-        size.observe(2048)
-        return {"statusCode": 201}
-
-    event = {"httpMethod": "POST", "headers": {"traceparent": TP}, "body": "{}"}
-    handler(event, _LambdaContext())
-    (out["shipper_aws_invocation"],) = cap.frames
-
-    # A failing invocation: error fields with a fixed-path stack trace.
-    sh, cap = _shipper()
-    failing = sh.instrument(_compiled()["failing_handler"])
-    with contextlib.suppress(ValueError):
-        failing({"amount": 42}, _LambdaContext())
-    (out["shipper_error"],) = cap.frames
-
-    # Azure HTTP function with its trace context.
-    sh, cap = _shipper()
-    sh.instrument(lambda req, context: None)(HttpRequest(), _AzureContext())
-    (out["shipper_azure_http"],) = cap.frames
-
-    # GCP CloudEvent (Pub/Sub) function.
-    sh, cap = _shipper()
-    sh.instrument(lambda cloud_event: None)(_CloudEvent())
-    (out["shipper_gcp_cloudevent"],) = cap.frames
-
-    # A line logged outside any invocation (at import time of the function).
-    sh, cap = _shipper()
-    Logger("init", shipper=sh).info("model loaded", ms=120)
-    (out["shipper_log_outside"],) = cap.frames
-
-    # An invocation with 40 lines: several frames, each with the resource block.
-    sh, cap = _shipper(max_datagram=1400)
-    log = Logger("batch", shipper=sh)
-    with sh.invocation(execution_id="batch-0001", name="nightly-batch", trigger="timer"):
-        for i in range(40):
-            log.info("processed record", record=i, status="ok")
-    for i, frame in enumerate(cap.frames, start=1):
-        out[f"shipper_multi_frame_{i}"] = frame
-
-    # A signed frame.
-    sh, cap = _shipper(hmac_key=KEYS["k1"], hmac_key_id="k1")
-    sh.instrument(lambda: None)()
-    (out["shipper_signed"],) = cap.frames
-
-    # Debug buffer: debug lines kept aside, shipped because the invocation failed.
-    sh, cap = _shipper(log_level="info")
-    log = Logger("worker", shipper=sh)
-    with contextlib.suppress(TimeoutError):
-        sh.instrument(_compiled()["flaky_handler"], name="worker")(log)
-    (out["shipper_debug_buffer_on_failure"],) = cap.frames
-
-    # Over-long message cut by the shipper to the protocol limit.
-    sh, cap = _shipper(max_datagram=65_000)
-    with sh.invocation(execution_id="long-0001"):
-        Logger(shipper=sh).info("x" * 40_000)
-    (out["shipper_truncated_message"],) = cap.frames
+    for name in scenario.names():
+        frames = scenario.run(scenario.load(name))
+        out.update(zip(frame_names(name, len(frames)), frames, strict=True))
     return out
 
 
@@ -279,6 +90,17 @@ def _inv(**fields: Any) -> dict[str, Any]:
         "event.duration": 5_000_000,
         "event.outcome": "success",
         "faas.coldstart": False,
+    }
+    ev.update(fields)
+    return ev
+
+
+def _start(**fields: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "t": "start",
+        "faas.execution": "hand-0001",
+        "@timestamp": TS,
+        "faas.timeout": 3_000_000_000,
     }
     ev.update(fields)
     return ev
@@ -333,6 +155,29 @@ def hostile_frames() -> dict[str, tuple[bytes, dict[str, Any]]]:
         ),
         "hostile_bad_value": (_env(_inv(**{"event.outcome": "meh"}), log_ok), no_keys),
         "hostile_unknown_type": (_env({"t": "span", "@timestamp": TS}, log_ok), no_keys),
+        # A start event with every field (a shipper's first frame of an invocation).
+        "hostile_start": (
+            _env(
+                _start(
+                    **{
+                        "faas.coldstart": True,
+                        "faas.trigger.type": "http",
+                        "trace.id": "0af7651916cd43dd8448eb211c80319c",
+                        "span.id": "b7ad6b7169203331",
+                        "faas.name": "hand/override",
+                    }
+                )
+            ),
+            no_keys,
+        ),
+        "hostile_start_missing_field": (
+            _env({"t": "start", "@timestamp": TS}, _start(**{"faas.execution": "hand-0002"})),
+            no_keys,
+        ),
+        "hostile_start_bad_value": (
+            _env(_start(**{"faas.timeout": -1}), _start(**{"faas.execution": "hand-0002"})),
+            no_keys,
+        ),
         "hostile_error_log_line": (
             _env(
                 {
@@ -381,8 +226,13 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
         del merged["t"]
         merged.pop("metrics", None)
         day = _day(merged["@timestamp"])
+        if ev["t"] == "start":
+            continue  # no document: the worker waits for the record (expected_starts)
+        attempt = merged.get("faas.attempt", 1)
         if ev["t"] == "inv":
             doc_id = merged["faas.execution"]
+            if attempt > 1:  # a redelivered id: each attempt has documents of its own
+                doc_id = f"{doc_id}~{attempt}"
             merged["event.dataset"] = "faas.invocation"
             merged["event.kind"] = "event"
             merged["event.start"] = merged["@timestamp"]
@@ -398,6 +248,8 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                 )
         else:
             owner = merged.get("faas.execution", env["src"])
+            if attempt > 1 and "faas.execution" in merged:
+                owner = f"{owner}~{attempt}"
             doc_id = f"{owner}-{merged['event.sequence']}"
             merged["event.dataset"] = "faas.log"
             merged["event.kind"] = "event"
@@ -410,7 +262,50 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                         "_source": _error_doc(merged),
                     }
                 )
+    if docs:  # the frame's first document carries its source and sequence (loss ledger)
+        docs[0]["_source"] |= {"faas.frame.src": env["src"], "faas.frame.seq": env["seq"]}
     return docs
+
+
+def worker_frames() -> dict[str, bytes]:
+    """Valid hand-made frames for worker features no shared scenario shows yet."""
+    retry = _inv(
+        **{
+            "faas.attempt": 2,
+            "event.outcome": "failure",
+            "http.response.status_code": 500,
+            "faas.trigger.type": "http",
+            "faas.metrics_dropped": 1,
+            "metrics": [
+                {"name": "latency", "kind": "histogram", "value": 0.02, "unit": "s"},
+                {"name": "latency", "kind": "histogram", "value": 0.04, "unit": "s",
+                 "count": 2, "sum": 0.07},
+                {"name": "upstream_calls", "kind": "counter", "value": 3},
+            ],
+        }
+    )  # fmt: skip
+    line = {
+        "t": "log",
+        "@timestamp": TS + 1,
+        "event.sequence": 0,
+        "log.level": "info",
+        "message": "calling upstream",
+        "faas.execution": retry["faas.execution"],
+        "faas.attempt": 2,
+    }
+    return {"worker_retry_attempt": _env(retry, line)}
+
+
+def expected_starts(frame: bytes) -> list[dict[str, Any]]:
+    """The start events of a valid frame, as the worker tracks them (resource merged in),
+    per docs/protocol.md ("Settling started invocations")."""
+    env = orjson.loads(json_of(frame))
+    res = env.get("res", {})
+    return [
+        {k: v for k, v in {**res, **ev}.items() if k != "t"}
+        for ev in env["ev"]
+        if ev["t"] == "start"
+    ]
 
 
 def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
@@ -431,6 +326,7 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         return {
             "rejected": frame_level[name],
             "docs": [],
+            "starts": [],
             "event_rejections": {},
             "unknown_fields": 0,
         }
@@ -441,6 +337,8 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         "hostile_missing_field": (0, "missing_field"),
         "hostile_bad_value": (0, "bad_value"),
         "hostile_unknown_type": (0, "unknown_type"),
+        "hostile_start_missing_field": (0, "missing_field"),
+        "hostile_start_bad_value": (0, "bad_value"),
     }
     unknown = 0
     reasons: Tally[str] = Tally()
@@ -454,6 +352,7 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
     return {
         "rejected": None,
         "docs": expected_docs(orjson.dumps(env)),
+        "starts": expected_starts(orjson.dumps(env)),
         "event_rejections": dict(reasons),
         "unknown_fields": unknown,
     }
@@ -469,19 +368,39 @@ def all_vectors() -> dict[str, tuple[bytes, dict[str, Any]]]:
             {
                 "rejected": None,
                 "docs": expected_docs(frame),
+                "starts": expected_starts(frame),
                 "event_rejections": {},
                 "unknown_fields": 0,
             }
         )
         vectors[name] = (frame, spec)
+    for name, frame in worker_frames().items():
+        vectors[name] = (
+            frame,
+            {"rejected": None, "docs": expected_docs(frame), "starts": expected_starts(frame),
+             "event_rejections": {}, "unknown_fields": 0},
+        )  # fmt: skip
     for name, (frame, settings) in hostile_frames().items():
         vectors[name] = (frame, {"now_ms": TS, **settings, **_hostile_expectation(name, frame)})
     return vectors
 
 
+def _update_expected_frames() -> None:
+    """Each scenario names the frames it must produce (``expect_frames``)."""
+    for name in scenario.names():
+        path = scenario.SCENARIOS / f"{name}.json"
+        data = scenario.load(name)
+        wanted = frame_names(name, len(scenario.run(data)))
+        if data.get("expect_frames") != wanted:
+            data["expect_frames"] = wanted
+            path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
 def main() -> int:
     for old in list(HERE.glob("*.frame")) + list(HERE.glob("*.json")):
-        old.unlink()
+        if old.name != "fingerprints.json":  # kept by hand, not generated
+            old.unlink()
+    _update_expected_frames()
     vectors = all_vectors()
     for name, (frame, spec) in vectors.items():
         (HERE / f"{name}.frame").write_bytes(frame)

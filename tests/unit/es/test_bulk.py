@@ -40,6 +40,15 @@ def test_body_is_action_then_untouched_source_per_doc() -> None:
     assert lines[3] == docs[1].source
 
 
+def test_replacing_documents_use_op_index_in_the_same_body() -> None:
+    late = Doc("invocations", "a", "2026.11.25", b"{}", "index")
+    body = build_body([_doc("a", "invocations"), late, _doc("b", "invocations")], "fl")
+    ops = [next(iter(orjson.loads(line))) for line in body.split(b"\n")[0:6:2]]
+    assert ops == ["create", "index", "create"]
+    replace = {"index": {"_index": "fl-x", "_id": "a"}}
+    assert orjson.loads(action_line("fl-x", "a", "index")) == replace
+
+
 def test_action_line_escapes_ids() -> None:
     line = action_line("fl-logs-2026.11.25", 'we"ird\\id\n')
     assert line.endswith(b"\n") and line.count(b"\n") == 1

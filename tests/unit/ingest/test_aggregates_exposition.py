@@ -52,6 +52,12 @@ def fed() -> tuple[CollectorRegistry, Aggregates]:
             ),
             float(i),  # a second apart: every bucket's exemplar is refreshed
         )
+    for i in range(10):  # started / unfinished invocations, escaped names too
+        res = {"faas.name": ["checkout", 'we"ird\\name'][i % 2], "cloud.provider": "aws"}
+        start = {"faas.execution": f"s-{i}", "@timestamp": 1}
+        agg.observe_started(res, start, float(i))
+        if i % 3 == 0:
+            agg.observe_unfinished(res, start, float(i))
     return reg, agg
 
 

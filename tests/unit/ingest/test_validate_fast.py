@@ -77,6 +77,7 @@ def summary(r: FrameResult) -> dict[str, Any]:
         "rejected": r.rejected,
         "docs": [(d.kind, d.doc_id, d.day, orjson.loads(d.source)) for d in r.docs],
         "invocations": r.invocations,
+        "starts": r.starts,
         "event_rejections": r.event_rejections,
         "unknown_fields": r.unknown_fields,
         "src": r.src,

@@ -33,6 +33,9 @@ def check(frame_path: Path) -> list[str]:
     ]
     if docs != want.get("docs", []):
         problems.append(f"docs differ:\n got  {docs}\n want {want.get('docs')}")
+    starts = [{**res, **start} for res, start in got.starts]
+    if starts != want.get("starts", []):
+        problems.append(f"starts differ:\n got  {starts}\n want {want.get('starts')}")
     if dict(Counter(got.event_rejections)) != (want.get("event_rejections") or {}):
         problems.append(f"event_rejections {dict(Counter(got.event_rejections))}")
     if got.unknown_fields != want.get("unknown_fields", 0):

@@ -128,13 +128,17 @@ def test_generated_dashboards_are_up_to_date() -> None:
         assert (GRAFANA / "dashboards" / name).read_text() == text, (
             f"{name} is out of date: run python -m grafana.generate"
         )
-    assert set(DASHBOARDS) == set(made) == {
-        "overview.json",
-        "invocations.json",
-        "errors.json",
-        "worker-health.json",
-        "seed-compat.json",
-    }
+    assert (
+        set(DASHBOARDS)
+        == set(made)
+        == {
+            "overview.json",
+            "invocations.json",
+            "errors.json",
+            "worker-health.json",
+            "seed-compat.json",
+        }
+    )
 
 
 def test_stale_check_names_changed_missing_and_unknown_files(tmp_path: Path) -> None:
@@ -261,7 +265,7 @@ def test_overview_covers_what_users_ask_for() -> None:
         "faas_coldstarts_total",
         "faas_init_duration_seconds_bucket",
         "faas_mem_usage_bytes_bucket",
-        "faas_billed_gb_seconds_total",
+        "faas_billed_gigabyte_seconds_total",
         "faas_cost_usd_total",
         "faas_custom_",
     ):

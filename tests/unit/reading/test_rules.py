@@ -48,3 +48,5 @@ def test_every_worker_failure_mode_has_an_alert() -> None:
     alerts = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
     assert {"FaasHighErrorRatio", "FaasHighLatencyP95", "FaasHighColdStartRatio"} <= alerts
     assert "FaasCostBurnAboveBudget" in alerts
+    assert "FaasInvocationsUnfinished" in alerts
+    assert "faas_invocations_unfinished_total" in exprs

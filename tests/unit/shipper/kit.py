@@ -76,8 +76,12 @@ def make_shipper(
     clock: Clock | None = None,
     **settings: Any,
 ) -> Shipper:
-    """A shipper sending to ``receiver`` with a given environment (empty by default)."""
+    """A shipper sending to ``receiver`` with a given environment (empty by default).
+
+    Start events are off unless asked for: most tests look at the record alone
+    (tests/unit/shipper/test_shipper_start.py covers the start events)."""
     settings.setdefault("endpoint", receiver.endpoint)
+    settings.setdefault("start_events", False)
     ids = iter(f"exec-{i:04d}" for i in range(1, 100_000))
     return Shipper(
         ShipperConfig(**settings),

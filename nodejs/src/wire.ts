@@ -1,0 +1,274 @@
+/**
+ * Frames on the wire (docs/protocol.md): packing, limits, truncation, signing.
+ *
+ * Pure: values in, bytes out, no I/O. Mirrors the Python shipper's shipper/wire.py so
+ * that both pack the same events into the same frames (tests/vectors/scenarios).
+ */
+import { createHmac } from "node:crypto";
+
+export const VERSION = 1;
+export const MARKER = "…[truncated]";
+const MARKER_POINTS = 12; // code points of MARKER
+const MARKER_BYTES = Buffer.byteLength(MARKER);
+export const UDP_MAX = 65_507; // the IPv4 UDP payload limit
+export const TCP_MAX = 1 << 20; // the worker's default max_frame_bytes
+
+// Limits of docs/protocol.md, in code points (the marker counts towards the limit).
+export const MAX_MESSAGE = 32 * 1024;
+export const MAX_ERROR_MESSAGE = 8 * 1024;
+export const MAX_STACK = 32 * 1024;
+export const MAX_ERROR_TYPE = 256;
+export const MAX_LOGGER = 256;
+export const MAX_INV_LABELS = 32;
+export const MAX_INV_LABEL_VALUE = 1024;
+export const MAX_LOG_LABELS = 64;
+export const LOG_LABEL_BUDGET = 3; // nesting allowed below a line's labels object
+export const MAX_METRICS = 64;
+export const MAX_METRIC_LABELS = 5;
+export const MAX_METRIC_LABEL_VALUE = 64;
+export const MAX_EVENTS = 1000;
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Event = Record<string, unknown>;
+
+/** Number of Unicode code points in `text` (JavaScript's `.length` counts UTF-16 units). */
+export function codePoints(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+/** UTF-16 index just past the first `points` code points of `text`. */
+function indexAfter(text: string, points: number): number {
+  let i = 0;
+  for (let n = 0; n < points && i < text.length; n++) {
+    const c = text.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1)) ? 2 : 1;
+  }
+  return i;
+}
+
+function isLow(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
+/**
+ * `text` cut to `limit` code points, ending with the marker when cut; never splits a
+ * surrogate pair. Same result as the Python shipper's `truncate`.
+ */
+export function truncate(text: string, limit: number): string {
+  if (text.length <= limit) return text; // UTF-16 units >= code points: nothing to count
+  if (codePoints(text) <= limit) return text;
+  return text.slice(0, indexAfter(text, Math.max(0, limit - MARKER_POINTS))) + MARKER;
+}
+
+/**
+ * `text` cut so that its UTF-8 encoding, marker included, takes at most `maxBytes`
+ * bytes, on a code point boundary. Used to fit one event into a frame.
+ */
+export function truncateBytes(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes) return text;
+  const budget = Math.max(0, maxBytes - MARKER_BYTES);
+  let bytes = 0;
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    let units = 1;
+    let size: number;
+    if (c < 0x80) size = 1;
+    else if (c < 0x800) size = 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) {
+      size = 4;
+      units = 2;
+    } else size = 3; // BMP, and lone surrogates (encoded as U+FFFD, 3 bytes)
+    if (bytes + size > budget) break;
+    bytes += size;
+    i += units;
+  }
+  return text.slice(0, i) + MARKER;
+}
+
+function plain(value: unknown, depth: number, seen: Set<object>): unknown {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : String(value);
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "undefined" || typeof value === "function" || typeof value === "symbol") {
+    return String(value);
+  }
+  if (depth > 32) return "<too deep>";
+  const obj = value as object;
+  if (seen.has(obj)) return "<cycle>";
+  seen.add(obj);
+  try {
+    if (Array.isArray(obj)) return obj.map((v) => plain(v, depth + 1, seen));
+    if (obj instanceof Map) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of obj) out[String(k)] = plain(v, depth + 1, seen);
+      return out;
+    }
+    if (obj instanceof Set) return [...obj].map((v) => plain(v, depth + 1, seen));
+    const toJSON = (obj as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === "function") return plain(toJSON.call(obj), depth + 1, seen);
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(obj)) out[k] = plain((obj as Record<string, unknown>)[k], depth + 1, seen);
+    return out;
+  } catch {
+    return "<unprintable>";
+  } finally {
+    seen.delete(obj);
+  }
+}
+
+/** JSON text of user data that never throws (cycles, BigInt, hostile getters/toJSON). */
+export function dumps(value: unknown): string {
+  try {
+    const text = JSON.stringify(value);
+    if (text !== undefined) return text;
+  } catch {
+    // a cycle, a BigInt, a getter or toJSON that throws: the slow, safe path below
+  }
+  try {
+    return JSON.stringify(plain(value, 0, new Set())) ?? "null";
+  } catch {
+    return '"<unprintable>"';
+  }
+}
+
+/** HMAC-SHA256 signing: `s1 <key-id> <hex> <json>`. */
+export class Signer {
+  readonly overhead: number;
+  private readonly prefix: string;
+
+  constructor(
+    keyId: string,
+    private readonly key: string,
+  ) {
+    this.prefix = `s1 ${keyId} `;
+    this.overhead = Buffer.byteLength(this.prefix) + 64 + 1;
+  }
+
+  /** The signed frame for a JSON body (the signature covers the body's UTF-8 bytes). */
+  sign(body: Buffer): Buffer {
+    const digest = createHmac("sha256", this.key).update(body).digest("hex");
+    return Buffer.concat([Buffer.from(`${this.prefix}${digest} `), body]);
+  }
+}
+
+/** Packs events into self-contained frames under a size target (bytes). */
+export class Packer {
+  oversize = 0; // frames over the datagram size (one big event alone)
+  shrunk = 0; // events cut further to fit the transport's hard limit
+  private readonly max: number;
+  private readonly hardMax: number;
+  private readonly head: string;
+  private readonly headBytes: number;
+  private resJson = "";
+  private resPart = "";
+  private resPartBytes = 0;
+
+  constructor(
+    src: string,
+    maxDatagram: number,
+    hardMax: number,
+    private readonly signer: Signer | null = null,
+  ) {
+    const overhead = signer ? signer.overhead : 0;
+    this.max = maxDatagram - overhead;
+    this.hardMax = hardMax - overhead;
+    this.head = `{"v":1,"src":${JSON.stringify(src)},"seq":`;
+    this.headBytes = Buffer.byteLength(this.head);
+  }
+
+  private frame(seq: number, eventsJson: string): Buffer {
+    const body = Buffer.from(`${this.head}${seq}${this.resPart},"ev":${eventsJson}}`);
+    return this.signer ? this.signer.sign(body) : body;
+  }
+
+  /** Frames for `events` in order. `resJson` is the serialized resource block. */
+  pack(resJson: string, events: Event[], nextSeq: () => number): Buffer[] {
+    if (resJson !== this.resJson) {
+      this.resJson = resJson;
+      this.resPart = resJson ? `,"res":${resJson}` : "";
+      this.resPartBytes = Buffer.byteLength(this.resPart);
+    }
+    const fixed = this.headBytes + this.resPartBytes + 30; // seq digits, ',"ev":[', '}'
+    if (events.length <= MAX_EVENTS) {
+      const whole = dumps(events);
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: count exactly only near the limit.
+      if (whole.length * 3 + fixed <= this.max || Buffer.byteLength(whole) + fixed <= this.max) {
+        return [this.frame(nextSeq(), whole)];
+      }
+    }
+    const frames: Buffer[] = [];
+    let batch: string[] = [];
+    let size = fixed;
+    for (const ev of events) {
+      const part = dumps(ev);
+      const partBytes = Buffer.byteLength(part);
+      if (partBytes + fixed > this.max) {
+        if (batch.length) {
+          frames.push(this.frame(nextSeq(), `[${batch.join(",")}]`));
+          batch = [];
+          size = fixed;
+        }
+        let alone = part;
+        if (partBytes + fixed > this.hardMax) {
+          alone = shrink(ev, this.hardMax - fixed);
+          this.shrunk++;
+        }
+        this.oversize++;
+        frames.push(this.frame(nextSeq(), `[${alone}]`));
+        continue;
+      }
+      if (batch.length && (size + partBytes + 1 > this.max || batch.length >= MAX_EVENTS)) {
+        frames.push(this.frame(nextSeq(), `[${batch.join(",")}]`));
+        batch = [];
+        size = fixed;
+      }
+      batch.push(part);
+      size += partBytes + 1;
+    }
+    if (batch.length) frames.push(this.frame(nextSeq(), `[${batch.join(",")}]`));
+    return frames;
+  }
+}
+
+/** Cut the longest strings of one event until its JSON fits `budget` UTF-8 bytes. */
+export function shrink(event: Event, budget: number): string {
+  const ev: Event = { ...event };
+  let data = dumps(ev);
+  for (let round = 0; round < 64; round++) {
+    const bytes = Buffer.byteLength(data);
+    if (bytes <= budget) return data;
+    let longest: string | null = null;
+    let longestBytes = -1;
+    for (const [k, v] of Object.entries(ev)) {
+      if (typeof v === "string") {
+        const b = Buffer.byteLength(v);
+        if (b > longestBytes) {
+          longest = k;
+          longestBytes = b;
+        }
+      }
+    }
+    if ("labels" in ev && (longest === null || Buffer.byteLength(dumps(ev.labels)) > longestBytes)) {
+      ev.labels = { _dropped: "labels too large for one frame" };
+    } else if (longest !== null) {
+      const text = ev[longest] as string;
+      // JSON escaping may make the text longer on the wire than in UTF-8: cut some slack.
+      ev[longest] = truncateBytes(text, Math.max(MARKER_BYTES, longestBytes - (bytes - budget) - 16));
+    } else {
+      break;
+    }
+    data = dumps(ev);
+  }
+  return data;
+}

@@ -1,0 +1,333 @@
+// The language-neutral shipper scenarios (tests/vectors/scenarios/*.json), run by the
+// NodeJS shipper: it must send the frames the Python shipper sends (stored as
+// tests/vectors/<name>.frame), compared under the rules of docs/protocol.md
+// ("Shipper scenarios"). The Python side: tests/vectors/scenario.py.
+import { strict as assert } from "node:assert";
+import { createHmac } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { runInThisContext } from "node:vm";
+import { Shipper, loadConfig, fingerprintOf } from "../src/index";
+import type { Clock } from "../src/core";
+import { Logger } from "../src/logger";
+import { Counter, Gauge, Histogram } from "../src/metrics";
+import { currentInvocation } from "../src/record";
+import type { Transport } from "../src/transport";
+
+export const VECTORS = join(__dirname, "..", "..", "..", "tests", "vectors");
+const SCENARIOS = join(VECTORS, "scenarios");
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Step = Record<string, any>;
+interface Scenario {
+  name: string;
+  settings: Record<string, string>;
+  src: string;
+  resource: Record<string, unknown>;
+  clock: { wall_ms: number; mono_ns: number };
+  process_age_ns: number;
+  rss_bytes: number;
+  ids: string[];
+  random: number[];
+  steps: Step[];
+  expect_frames: string[];
+}
+interface Raise {
+  type: string;
+  message: unknown;
+  frames: [string, string][];
+}
+
+class Capture implements Transport {
+  readonly frames: Buffer[] = [];
+  send(frames: Buffer[]): void {
+    this.frames.push(...frames);
+  }
+  settled(): null {
+    return null;
+  }
+  close(): void {}
+}
+
+/** A string given as data: plain, {repeat, times} or {concat: [...]}. */
+function textOf(spec: any): string {
+  if (typeof spec === "string") return spec;
+  if ("repeat" in spec) return String(spec.repeat).repeat(spec.times);
+  return (spec.concat as unknown[]).map(textOf).join("");
+}
+
+function substitute(value: any, name: string, i: number): any {
+  if (value === `$${name}`) return i;
+  if (Array.isArray(value)) return value.map((v) => substitute(v, name, i));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, name, i)]));
+  }
+  return value;
+}
+
+const AZURE_TRIGGER: Record<string, string> = { http: "httpTrigger", timer: "timerTrigger", pubsub: "queueTrigger" };
+
+/** The handler's arguments on the step's platform, in the NodeJS runtimes' shapes. */
+function handlerArgs(step: Step): unknown[] {
+  switch (step.platform) {
+    case "aws": {
+      const c = step.context;
+      return [
+        step.event,
+        {
+          awsRequestId: c.request_id,
+          functionName: c.function_name,
+          functionVersion: c.function_version,
+          memoryLimitInMB: String(c.memory_mb),
+          invokedFunctionArn: c.arn,
+        },
+      ];
+    }
+    case "azure": {
+      const c = step.context;
+      const input = step.input ?? {};
+      const request = { method: input.method, headers: new Headers(input.headers ?? {}) };
+      const context = {
+        invocationId: c.invocation_id,
+        functionName: c.function_name,
+        traceContext: { traceParent: c.traceparent },
+        options: { trigger: { type: AZURE_TRIGGER[c.trigger] ?? "unknownTrigger" } },
+      };
+      return [request, context];
+    }
+    case "gcp_cloudevent":
+      return [{ specversion: "1.0", ...step.event }];
+    case "gcp_http": {
+      const headers = Object.fromEntries(Object.entries(step.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+      return [{ headers, method: "GET" }, { setHeader() {}, once() {} }];
+    }
+    case "plain":
+      return [];
+    default:
+      throw new Error(`unknown platform ${String(step.platform)}`);
+  }
+}
+
+/** A handler whose stack holds exactly the frames the scenario names (compiled under /var/task/<file>). */
+function failingHandler(spec: Raise, body: () => void): (...args: unknown[]) => unknown {
+  const names = spec.frames.map(([, fn]) => fn);
+  const fns: Record<string, (...args: unknown[]) => unknown> = {};
+  const make = runInThisContext(
+    `(function (type, message) {
+       const known = globalThis[type];
+       if (typeof known === "function" && known.prototype instanceof Error) return known;
+       return ({ [type]: class extends Error { constructor(m) { super(m); this.name = type; } } })[type];
+     })`,
+  ) as (type: string, message: string) => new (message: string) => Error;
+  const ErrorClass = make(spec.type, "");
+  const message = textOf(spec.message);
+  spec.frames.forEach(([file, fn], i) => {
+    // The error is made in the innermost frame itself, so its stack starts there.
+    const call = i === names.length - 1 ? "throw new ErrorClass(message);" : `return fns[${JSON.stringify(names[i + 1])}]();`;
+    const prelude = i === 0 ? "body();" : "";
+    const source = `(function (fns, body, ErrorClass, message) { return function ${fn}() { ${prelude} ${call} }; })`;
+    fns[fn] = runInThisContext(source, { filename: `/var/task/${file}` })(fns, body, ErrorClass, message);
+  });
+  return fns[names[0]!]!;
+}
+
+const METRICS = { counter: Counter, gauge: Gauge, histogram: Histogram } as const;
+
+class Run {
+  readonly capture = new Capture();
+  readonly shipper: Shipper;
+  wallMs: number;
+  monoNs: number;
+
+  constructor(scenario: Scenario) {
+    this.wallMs = scenario.clock.wall_ms;
+    this.monoNs = scenario.clock.mono_ns;
+    const clock: Clock = {
+      timeMs: () => this.wallMs,
+      perfNs: () => this.monoNs,
+      processAgeNs: () => scenario.process_age_ns,
+    };
+    const ids = [...scenario.ids];
+    const draws = [...scenario.random];
+    this.shipper = new Shipper({
+      config: loadConfig(scenario.settings),
+      env: {},
+      resource: scenario.resource,
+      transport: this.capture,
+      clock,
+      src: scenario.src,
+      rss: () => scenario.rss_bytes,
+      newId: () => ids.shift()!,
+      sample: () => draws.shift()!,
+    });
+  }
+
+  steps(steps: Step[]): void {
+    for (const step of steps) this.step(step);
+  }
+
+  step(step: Step): void {
+    switch (step.op) {
+      case "tick":
+        this.wallMs += step.wall_ms ?? 0;
+        this.monoNs += step.mono_ns ?? 0;
+        return;
+      case "repeat":
+        for (let i = 0; i < step.times; i++) this.steps(substitute(step.steps, step.var, i));
+        return;
+      case "log":
+        new Logger(step.logger ?? null, null, this.shipper).log(step.level, textOf(step.message), step.fields ?? undefined);
+        return;
+      case "metric": {
+        const metric = new METRICS[step.kind as keyof typeof METRICS](step.name, step.unit ?? null, this.shipper);
+        const value = step.value ?? 1;
+        if (metric instanceof Counter) metric.inc(value, step.labels);
+        else if (metric instanceof Gauge) metric.set(value, step.labels);
+        else metric.observe(value, step.labels);
+        return;
+      }
+      case "label": {
+        const inv = currentInvocation();
+        assert.ok(inv, "a label step belongs inside an invocation");
+        inv.setLabel(step.key, textOf(step.value));
+        return;
+      }
+      case "invoke":
+        return this.invoke(step);
+      default:
+        throw new Error(`unknown step ${String(step.op)}`);
+    }
+  }
+
+  invoke(step: Step): void {
+    const args = handlerArgs(step);
+    const body = (): void => this.steps(step.steps ?? []);
+    const raising = step.raise as Raise | undefined;
+    const handler = raising ? failingHandler(raising, body) : body;
+    const wrapped = this.shipper.instrument(handler, {
+      name: step.name ?? null,
+      trigger: step.trigger ?? null,
+      executionId: step.execution_id ?? null,
+    });
+    try {
+      wrapped(...args);
+    } catch (err) {
+      if (!raising || (err as Error).name !== raising.type) throw err;
+    }
+  }
+}
+
+export function loadScenario(name: string): Scenario {
+  return JSON.parse(readFileSync(join(SCENARIOS, `${name}.json`), "utf8")) as Scenario;
+}
+
+export function scenarioNames(): string[] {
+  return readdirSync(SCENARIOS)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => f.slice(0, -5))
+    .sort();
+}
+
+export function runScenario(scenario: Scenario): Buffer[] {
+  const run = new Run(scenario);
+  run.steps(scenario.steps);
+  return run.capture.frames;
+}
+
+// ------------------------------------------------------------------ comparison rules
+
+function splitFrame(frame: Buffer): [string | null, string | null, Buffer] {
+  if (frame.subarray(0, 3).toString() === "s1 ") {
+    const first = frame.indexOf(0x20, 3);
+    const second = frame.indexOf(0x20, first + 1);
+    return [frame.subarray(3, first).toString(), frame.subarray(first + 1, second).toString(), frame.subarray(second + 1)];
+  }
+  return [null, null, frame];
+}
+
+function raisedIn(steps: Step[]): Raise | null {
+  for (const step of steps) {
+    if (step.raise) return step.raise as Raise;
+    const inner = raisedIn(step.steps ?? []);
+    if (inner) return inner;
+  }
+  return null;
+}
+
+function same(expected: Json, actual: Json, path: string, raised: Raise | null, out: string[]): void {
+  if (path.endsWith("/error.stack_trace") && raised) {
+    if (typeof actual !== "string" || !actual || [...actual].length > 32 * 1024) out.push(`${path}: not a stack trace within 32 KiB`);
+    else for (const w of [raised.type, ...raised.frames.map(([, fn]) => fn)]) if (!actual.includes(w)) out.push(`${path}: does not name ${w}`);
+    return;
+  }
+  if (typeof expected === "number" && typeof actual === "number") {
+    if (expected === actual) return;
+    const bothInts = Number.isInteger(expected) && Number.isInteger(actual);
+    if (!bothInts && Math.abs(expected - actual) <= 1e-9 * Math.max(Math.abs(expected), Math.abs(actual))) return;
+    out.push(`${path}: ${actual} != ${expected}`);
+    return;
+  }
+  if (Array.isArray(expected) && Array.isArray(actual)) {
+    if (expected.length !== actual.length) {
+      out.push(`${path}: ${actual.length} items != ${expected.length}`);
+      return;
+    }
+    expected.forEach((e, i) => same(e, actual[i]!, `${path}/${i}`, raised, out));
+    return;
+  }
+  if (expected && actual && typeof expected === "object" && typeof actual === "object" && !Array.isArray(expected) && !Array.isArray(actual)) {
+    for (const k of Object.keys(expected)) if (!(k in actual)) out.push(`${path}: missing key ${k}`);
+    for (const k of Object.keys(actual)) if (!(k in expected)) out.push(`${path}: unexpected key ${k}`);
+    for (const k of Object.keys(expected)) if (k in actual) same(expected[k]!, actual[k]!, `${path}/${k}`, raised, out);
+    return;
+  }
+  if (expected !== actual) out.push(`${path}: ${JSON.stringify(actual)?.slice(0, 200)} != ${JSON.stringify(expected)?.slice(0, 200)}`);
+}
+
+/** Differences between expected and produced frames under the protocol's comparison rules. */
+export function framesMatch(scenario: Scenario, expected: Buffer[], actual: Buffer[]): string[] {
+  if (expected.length !== actual.length) return [`${actual.length} frames != ${expected.length}`];
+  const raised = raisedIn(scenario.steps);
+  const key = scenario.settings.FAASLENS_HMAC_KEY ?? "";
+  const out: string[] = [];
+  expected.forEach((e, i) => {
+    const [eId, , eBody] = splitFrame(e);
+    const [aId, aSig, aBody] = splitFrame(actual[i]!);
+    if (eId !== aId) out.push(`frame ${i}: key id ${aId} != ${eId}`);
+    if (aSig !== null && aSig !== createHmac("sha256", key).update(aBody).digest("hex")) {
+      out.push(`frame ${i}: signature does not match the body`);
+    }
+    same(JSON.parse(eBody.toString()) as Json, JSON.parse(aBody.toString()) as Json, `frame ${i}`, raised, out);
+  });
+  return out;
+}
+
+for (const name of scenarioNames()) {
+  test(`scenario ${name}: the NodeJS shipper sends the expected frames`, () => {
+    const scenario = loadScenario(name);
+    const expected = scenario.expect_frames.map((n) => readFileSync(join(VECTORS, `${n}.frame`)));
+    assert.deepEqual(framesMatch(scenario, expected, runScenario(scenario)), []);
+  });
+}
+
+test("comparison rules catch differences", () => {
+  const scenario = loadScenario("shipper_error");
+  const frame = readFileSync(join(VECTORS, `${scenario.expect_frames[0]}.frame`));
+  const body = JSON.parse(frame.toString()) as { ev: Record<string, unknown>[] };
+  const variant = (changes: Record<string, unknown>): Buffer[] => [Buffer.from(JSON.stringify({ ...body, ev: [{ ...body.ev[0], ...changes }] }))];
+  const usd = body.ev[0]!["faas.cost.usd"] as number;
+  assert.deepEqual(framesMatch(scenario, [frame], variant({ "faas.cost.usd": usd * (1 + 1e-12) })), []);
+  assert.notDeepEqual(framesMatch(scenario, [frame], variant({ "faas.cost.usd": usd * 1.001 })), []);
+  assert.notDeepEqual(framesMatch(scenario, [frame], variant({ "error.stack_trace": "ValueError" })), []);
+  assert.notDeepEqual(framesMatch(scenario, [frame], variant({ "error.grouping_key": "0".repeat(16) })), []);
+  assert.notDeepEqual(framesMatch(scenario, [frame], [frame, frame]), []);
+});
+
+test("fingerprint vectors", () => {
+  const { cases } = JSON.parse(readFileSync(join(VECTORS, "fingerprints.json"), "utf8")) as {
+    cases: { type: string; frames: [string, string][]; text: string; grouping_key: string }[];
+  };
+  assert.ok(cases.length >= 5);
+  for (const c of cases) assert.equal(fingerprintOf(c.type, c.frames), c.grouping_key, c.text);
+});

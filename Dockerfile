@@ -21,9 +21,8 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin faasl
     && mkdir -p /app/var \
     && chown faaslens /app/var
 
-# The package is installed, not run from the source tree: tell it where things are.
-ENV FAASLENS_SPOOL_DIR=/app/var/spool \
-    FAASLENS_DEAD_LETTER_PATH=/app/var/dead-letter.ndjson
+# Spool and dead letters under /app/var (a volume per container).
+ENV FAASLENS_STATE_DIR=/app/var
 
 USER faaslens
 VOLUME ["/app/var"]

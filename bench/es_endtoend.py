@@ -190,10 +190,7 @@ async def _sink_run(
         return registry.get_sample_value(name, labels) or 0.0
 
     stats = {
-        "indexed": sum(
-            value("faaslens_docs_indexed_total", index_kind=k)
-            for k in INDEX_KINDS
-        ),
+        "indexed": sum(value("faaslens_docs_indexed_total", index_kind=k) for k in INDEX_KINDS),
         "duplicate": value("faaslens_docs_duplicate_total"),
         "spooled": value("faaslens_docs_spooled_total"),
         "failed": sum(
@@ -271,10 +268,9 @@ async def _worker_run(
         return registry.get_sample_value(name, labels) or 0.0
 
     def confirmed() -> float:
-        return sum(
-            value("faaslens_docs_indexed_total", index_kind=k)
-            for k in INDEX_KINDS
-        ) + value("faaslens_docs_duplicate_total")
+        return sum(value("faaslens_docs_indexed_total", index_kind=k) for k in INDEX_KINDS) + value(
+            "faaslens_docs_duplicate_total"
+        )
 
     started, cpu0 = time.perf_counter(), time.process_time()
     go.set()

@@ -7,8 +7,10 @@ the worker's dependencies.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import NoReturn
 
 #: Exit statuses, the same for every subcommand.
@@ -56,3 +58,35 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line on stderr (no usage block), then exit with :data:`EXIT_USAGE`."""
         sys.exit(fail(self.prog, f"{message} (see '{self.prog} --help')", EXIT_USAGE))
+
+
+def bounded(
+    kind: Callable[[str], float], minimum: float, *, inclusive: bool = True
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite ``kind`` (``int`` or ``float``) of at least ``minimum``
+    (more than it when not ``inclusive``).
+
+    A bad value becomes the parser's one-line error naming the option, e.g.
+    ``argument --limit: must be at least 1, got 0``.
+    """
+    bound = f"at least {minimum:g}" if inclusive else f"more than {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def non_empty(text: str) -> str:
+    """An argparse ``type``: any string but an empty or blank one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

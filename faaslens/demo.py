@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faaslens.commandline import EXIT_EMPTY, EXIT_OK, EXIT_USAGE, Parser, fail
+from faaslens.commandline import EXIT_EMPTY, EXIT_OK, EXIT_USAGE, Parser, bounded, fail
 from faaslens.shipper import context as _context
 from faaslens.shipper.config import ConfigError, ShipperConfig, load_config, parse_endpoint
 from faaslens.shipper.core import Clock, Shipper
@@ -579,21 +579,21 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=bounded(float, 0, inclusive=False),
         default=50.0,
         metavar="PER_SECOND",
         help="invocations per second, over the whole fleet (default: 50)",
     )
     parser.add_argument(
         "--duration",
-        type=float,
+        type=bounded(float, 0),
         default=60.0,
         metavar="SECONDS",
         help="how long to run, in seconds (default: 60)",
     )
     parser.add_argument(
         "--functions",
-        type=int,
+        type=bounded(int, 1),
         default=6,
         metavar="N",
         help="number of simulated functions (default: 6)",
@@ -613,7 +613,7 @@ def main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(list(argv))
     try:
-        config = load_config()
+        config = load_config(strict=True)  # a typo stops a command, unlike a function
         endpoint = args.endpoint or config.endpoint
         parse_endpoint(endpoint)
         stats = run_demo(

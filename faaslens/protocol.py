@@ -21,6 +21,7 @@ UDP_MAX: Final = 65_507  # the IPv4 UDP payload limit
 TCP_MAX: Final = 1 << 20  # the worker's default max_frame_bytes
 
 # Field limits of docs/protocol.md (characters; the marker counts towards the limit).
+MAX_EXECUTION_ID: Final = 128  # faas.execution: ids are cut, never marked
 MAX_MESSAGE: Final = 32 * 1024
 MAX_ERROR_MESSAGE: Final = 8 * 1024
 MAX_STACK: Final = 32 * 1024
@@ -37,6 +38,14 @@ MAX_METRICS: Final = 64
 MAX_METRIC_LABELS: Final = 5
 MAX_METRIC_LABEL_VALUE: Final = 64
 MAX_METRIC_UNIT: Final = 16
+# Observations one histogram object may stand for (``count``), and attempts of one id.
+MAX_HISTOGRAM_COUNT: Final = 1 << 31
+MAX_ATTEMPT: Final = 1000
+# Bucket upper bounds of custom histograms (prometheus_client's defaults, +Inf implied):
+# the shipper pre-aggregates observations into the same buckets the worker exposes.
+HISTOGRAM_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
 
 # Log levels: the wire names, their numbers (stdlib logging's), and the aliases
 # that loggers use for them.

@@ -558,6 +558,13 @@ class Aggregates:
             ["reason"],
             registry=registry,
         )
+        self.custom_dropped = Counter(
+            "faaslens_custom_metrics_dropped",
+            "Custom metric updates a function's shipper dropped before sending "
+            "(bad values, too many label sets or series; faas.metrics_dropped)",
+            ["function"],
+            registry=registry,
+        )
         self._core_overflow = self.overflow.labels("faas_invocations_total")
         self._lifecycle_overflow = self.overflow.labels("faas_invocations_started_total")
         self._custom_rejected = {r: self.custom_rejected.labels(r) for r in CUSTOM_REJECT_REASONS}
@@ -636,6 +643,9 @@ class Aggregates:
         if metrics:
             for m in metrics:
                 self._observe_custom(function, m, now)
+        dropped = get("faas.metrics_dropped")
+        if dropped:
+            self.custom_dropped.labels(function).inc(dropped)
 
     def observe_started(self, res: dict[str, Any], start: dict[str, Any], now: float) -> None:
         """Count one started invocation (its frame's resource block and its start event,
@@ -722,8 +732,9 @@ class Aggregates:
         elif kind == "gauge":
             s.value = value
         else:
-            s.buckets[bisect_left(CUSTOM_BUCKETS, value)] += 1
-            s.value += value
+            # A pre-aggregated object stands for `count` observations in value's bucket.
+            s.buckets[bisect_left(CUSTOM_BUCKETS, value)] += m.get("count", 1)
+            s.value += m.get("sum", value)
 
     def _new_custom(self, c: _Custom, key: tuple[str, ...]) -> _CustomSeries:
         if len(c.series) >= self.series_cap:

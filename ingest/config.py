@@ -12,15 +12,17 @@ import os
 import site
 import sysconfig
 import tomllib
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faaslens.commandline import Parser
 from faaslens.protocol import LEVEL_NUMBERS
 from faaslens.values import parse_bool
+
+if TYPE_CHECKING:
+    from faaslens.ingest.sink_es.connection import Connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "FAASLENS_"
@@ -36,6 +38,17 @@ def default_templates_dir() -> str:
     ]
     found = next((c for c in candidates if c.is_dir()), candidates[0])
     return str(found)
+
+
+def default_state_dir() -> str:
+    """Where the spool and the dead-letter file live when not set: the same wherever the
+    worker is started from. ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``), else
+    ``$XDG_STATE_HOME/faaslens``, else ``~/.local/state/faaslens``."""
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return systemd
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(xdg) / "faaslens")
 
 
 class ConfigError(ValueError):
@@ -81,6 +94,12 @@ def setting(default: Any, help: str, unit: str = "", **more: Any) -> Any:
     return field(default=default, metadata=about(help, unit, **more))
 
 
+def secret(help: str, metavar: str) -> Any:
+    """A credential for Elasticsearch: empty by default, never in ``repr`` (logs)."""
+    meta = about(help, used_by=ES_CLIENT, shown="none", metavar=metavar)
+    return field(default="", repr=False, metadata=meta)
+
+
 def _at_least(low: float) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value < low:
@@ -107,16 +126,12 @@ def _listen(value: Any) -> None:
         parse_hostport(value)
 
 
-def _http_url(value: Any) -> None:
-    """An ``http(s)://host[:port][/path]`` URL, as the Elasticsearch client takes it."""
-    try:
-        url = urllib.parse.urlsplit(value)
-        port = url.port  # raises ValueError for a port that is not a number or out of range
-    except ValueError as exc:
-        raise ValueError(f"not a URL: {value!r} ({exc})") from exc
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError(f"not an http(s)://host[:port] URL: {value!r}")
-    del port
+def _http_urls(value: Any) -> None:
+    """One ``http(s)://host[:port][/path]`` URL or several, comma-separated (the nodes of
+    one cluster); a password in a URL is never repeated in the error."""
+    from faaslens.ingest.sink_es.connection import split_nodes
+
+    split_nodes(value)
 
 
 _INDEX_FORBIDDEN = set('\\/*?"<>| ,#:')
@@ -199,6 +214,7 @@ class IngestConfig:
     )
     hmac_keys: dict[str, str] = field(
         default_factory=dict,
+        repr=False,  # secrets
         metadata=about(
             "keys that verify signed frames, as key_id=secret[,key_id=secret] "
             "(a table in the config file)",
@@ -209,10 +225,11 @@ class IngestConfig:
     require_signature: bool = setting(False, "reject frames that are not signed")
     es_url: str = setting(
         "http://127.0.0.1:9200",
-        "Elasticsearch URL",
+        "Elasticsearch URL, or the nodes of one cluster comma-separated (a TOML list in "
+        "the file); credentials written in it are moved out of it",
         used_by=ES_CLIENT,
-        check=_http_url,
-        metavar="URL",
+        check=_http_urls,
+        metavar="URL[,URL...]",
     )
     es_index_prefix: str = setting(
         "faaslens",
@@ -236,6 +253,39 @@ class IngestConfig:
         "seconds",
         used_by=ES_CLIENT,
         check=_positive,
+    )
+    # Security (ingest/sink_es/connection.py; docs/deploy.md): TLS is verified by default.
+    es_ca_certs: str = setting(
+        "",
+        "PEM file of the CA that signed the nodes' HTTP certificates; empty: the system's CAs",
+        used_by=ES_CLIENT,
+        metavar="FILE",
+    )
+    es_cert_fingerprint: str = setting(
+        "",
+        "instead of a CA: SHA-256 fingerprint of the node's own HTTP certificate (hex)",
+        used_by=ES_CLIENT,
+        metavar="HEX",
+    )
+    es_verify_certs: bool = setting(
+        True, "verify the nodes' TLS certificates (off: logged as a warning)", used_by=ES_CLIENT
+    )
+    es_username: str = setting(
+        "", "basic auth user (with es_password)", used_by=ES_CLIENT, metavar="USER"
+    )
+    es_password: str = secret(
+        "basic auth password; prefer es_password_file or the environment (flags show in ps)",
+        metavar="PASSWORD",
+    )
+    es_password_file: str = setting(
+        "", "file holding the basic auth password", used_by=ES_CLIENT, metavar="FILE"
+    )
+    es_api_key: str = secret(
+        "API key: the 'encoded' value of POST /_security/api_key; prefer es_api_key_file",
+        metavar="KEY",
+    )
+    es_api_key_file: str = setting(
+        "", "file holding the API key", used_by=ES_CLIENT, metavar="FILE"
     )
     es_shards: int = setting(
         1, "primary shards of each daily index", used_by=ES_SETUP, check=_at_least(1)
@@ -277,14 +327,28 @@ class IngestConfig:
         "seconds",
         check=_at_least(0),
     )
-    spool_dir: str = setting("var/spool", "disk buffer while Elasticsearch is away", metavar="DIR")
+    state_dir: str = field(
+        default_factory=default_state_dir,
+        metadata=about(
+            "the worker's own state (spool, dead letters); one worker per directory",
+            metavar="DIR",
+            shown="$STATE_DIRECTORY, else $XDG_STATE_HOME/faaslens, else ~/.local/state/faaslens",
+        ),
+    )
+    spool_dir: str = setting(
+        "",
+        "disk buffer while Elasticsearch is away; one worker owns it (a lock)",
+        metavar="DIR",
+        shown="<state_dir>/spool",
+    )
     spool_max_bytes: int = setting(
         1024 * MIB, "disk the spool may use, at most", "bytes", check=_at_least(MIB)
     )
     dead_letter_path: str = setting(
-        "var/dead-letter.ndjson",
+        "",
         "file of documents Elasticsearch refused (400), with the reason",
         metavar="FILE",
+        shown="<state_dir>/dead-letter.ndjson",
     )
     retention_days: int = setting(
         7, "daily indices older than this are deleted", "days", check=_at_least(1)
@@ -352,6 +416,14 @@ class IngestConfig:
         metavar="{" + ",".join(LEVEL_NUMBERS) + "}",
     )
 
+    def __post_init__(self) -> None:
+        # Derived state paths, so every component sees real paths.
+        if not self.spool_dir:
+            object.__setattr__(self, "spool_dir", str(Path(self.state_dir) / "spool"))
+        if not self.dead_letter_path:
+            path = str(Path(self.state_dir) / "dead-letter.ndjson")
+            object.__setattr__(self, "dead_letter_path", path)
+
 
 _FIELDS = {f.name: f for f in fields(IngestConfig)}
 _DEFAULTS = IngestConfig()  # their types tell _coerce what a raw value must become
@@ -394,6 +466,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             value = _number(float, raw, "a number")
         elif isinstance(default, dict):
             value = _parse_keys(raw)
+        elif isinstance(raw, list):  # es_url = ["https://a:9200", "https://b:9200"]
+            value = ",".join(str(item) for item in raw)
         else:
             value = str(raw)
         check = _FIELDS[name].metadata["check"]
@@ -402,6 +476,14 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     return value
+
+
+def _blank_is_unset(name: str) -> bool:
+    """Whether a variable set to nothing (``FAASLENS_X=``) counts as not set: for
+    booleans and numbers, which have no empty value, so that the file's value or the
+    default stays. For text an empty value is a value (``FAASLENS_UDP_LISTEN=``
+    disables UDP)."""
+    return isinstance(getattr(_DEFAULTS, name), bool | int | float)
 
 
 def _number(kind: Callable[[Any], Any], raw: Any, what: str) -> Any:
@@ -514,14 +596,69 @@ def load_config(
                 values[key] = _coerce(key, raw, f"config file {path}: {key}")
     for name in names:
         raw_env = env.get(env_name(name))
-        if raw_env is not None:
-            values[name] = _coerce(name, raw_env, env_name(name))
+        if raw_env is None or (not raw_env.strip() and _blank_is_unset(name)):
+            continue
+        values[name] = _coerce(name, raw_env, env_name(name))
     if args is not None:
         for name in names:
             raw_flag = getattr(args, name, None)
             if raw_flag is not None:
                 values[name] = _coerce(name, raw_flag, flag(name))
-    return dataclasses.replace(IngestConfig(), **values)
+    for secret in ("es_password", "es_api_key"):
+        if values.get(secret + "_file"):
+            if values.get(secret):
+                raise ConfigError(f"give {secret} or {secret}_file, not both")
+            values[secret] = _read_secret(secret + "_file", values[secret + "_file"])
+    for derived in ("spool_dir", "dead_letter_path"):
+        values.setdefault(derived, "")  # a state_dir given here moves them too
+    return _with_connection_checked(dataclasses.replace(IngestConfig(), **values))
+
+
+def _read_secret(name: str, path: str) -> str:
+    """A secret file's content without the trailing newline; the error names the file only."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{name} {path}: cannot read it ({reason})") from None
+
+
+def _with_connection_checked(config: IngestConfig) -> IngestConfig:
+    """Check the Elasticsearch options together; credentials move out of ``es_url``."""
+    try:
+        conn = connection(config)
+        if config.es_ca_certs and not os.access(config.es_ca_certs, os.R_OK):
+            raise ValueError(f"es_ca_certs {config.es_ca_certs}: no readable file there")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return dataclasses.replace(
+        config,
+        es_url=conn.endpoint,
+        es_username=conn.username,
+        es_password=conn.password,
+        es_password_file="",
+        es_api_key=conn.api_key,
+        es_api_key_file="",
+    )
+
+
+def connection(config: IngestConfig) -> Connection:
+    """The connection settings of ``config`` (see :mod:`~faaslens.ingest.sink_es.connection`).
+
+    Raises:
+        ValueError: conflicting or incomplete options.
+    """
+    from faaslens.ingest.sink_es.connection import settings
+
+    return settings(
+        config.es_url,
+        username=config.es_username,
+        password=config.es_password,
+        api_key=config.es_api_key,
+        ca_certs=config.es_ca_certs,
+        fingerprint=config.es_cert_fingerprint,
+        verify_certs=config.es_verify_certs,
+    )
 
 
 def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

@@ -67,6 +67,19 @@ def day_of(ts_ms: int) -> str:
     return day
 
 
+def attempt_id(exec_id: str, attempt: int | None) -> str:
+    """An invocation's document id: its id, then ``~<attempt>`` for an attempt after
+    the first (platforms redeliver with the same id: each attempt is its own record)."""
+    return exec_id if attempt is None or attempt <= 1 else f"{exec_id}~{attempt}"
+
+
+def log_doc_id(exec_id: str | None, src: str, seq: int, attempt: int | None = None) -> str:
+    """A log line's id: its invocation attempt's id (else its sender's) and its sequence
+    number."""
+    owner = attempt_id(exec_id, attempt) if exec_id is not None else src
+    return f"{owner}-{seq}"
+
+
 # The value of event.reason on every unfinished invocation document (bounded).
 UNFINISHED_REASON: Final = "no invocation record received within its timeout plus grace period"
 
@@ -83,11 +96,6 @@ def unfinished_doc(exec_id: str, res: dict[str, Any], start: dict[str, Any]) -> 
     ts: int = doc["@timestamp"]
     doc["event.start"] = ts
     return Doc("invocations", exec_id, day_of(ts), orjson.dumps(doc))
-
-
-def log_doc_id(exec_id: str | None, src: str, seq: int) -> str:
-    """A log line's id: its invocation's id (else its sender's) and its sequence number."""
-    return f"{exec_id if exec_id is not None else src}-{seq}"
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:
@@ -111,7 +119,7 @@ def invocation_docs(res: dict[str, Any], ev: dict[str, Any], docs: list[Doc]) ->
     del merged["t"]
     metrics = merged.pop("metrics", None)
     ts: int = merged["@timestamp"]
-    exec_id: str = merged["faas.execution"]
+    exec_id = attempt_id(merged["faas.execution"], merged.get("faas.attempt"))
     day = day_of(ts)
     merged["event.dataset"] = "faas.invocation"
     merged["event.kind"] = "event"
@@ -136,7 +144,7 @@ def log_docs(
     """
     del ev["t"]
     ts: int = ev["@timestamp"]
-    doc_id = log_doc_id(ev.get("faas.execution"), src, ev["event.sequence"])
+    doc_id = log_doc_id(ev.get("faas.execution"), src, ev["event.sequence"], ev.get("faas.attempt"))
     day = day_of(ts)
     if res_json and not res.keys().isdisjoint(ev):
         # An event field overrides the resource's: merge (the rare, slower path).
@@ -150,3 +158,15 @@ def log_docs(
     docs.append(Doc("logs", doc_id, day, source))
     if "error.type" in ev and ev["log.level"] in ERROR_LEVELS:
         docs.append(Doc("errors", doc_id, day, error_source(res, ev)))
+
+
+def mark_frame(docs: list[Doc], src: str, seq: int) -> None:
+    """Put the frame's ``src`` and ``seq`` on its first document (an invocation or a log
+    line, never an error document): the loss ledger counts stored frames from them
+    (``faaslens query loss``). One document per frame, so a count of documents is a
+    count of frames. ``src`` matched ``[A-Za-z0-9_.-]``: nothing to escape.
+    """
+    if docs:
+        first = docs[0]
+        tail = b',"faas.frame.src":"%s","faas.frame.seq":%d}' % (src.encode(), seq)
+        docs[0] = Doc(first.kind, first.doc_id, first.day, first.source[:-1] + tail)

@@ -28,6 +28,8 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from faaslens.ingest.documents import attempt_id
+
 __all__ = ["Entry", "Pending"]
 
 STATE_VERSION = 1
@@ -97,7 +99,8 @@ class Pending:
 
         A second start with the same id (a platform retry) replaces the first.
         """
-        exec_id: str = start["faas.execution"]
+        # Attempts of one id are settled apart, under their documents' ids.
+        exec_id = attempt_id(start["faas.execution"], start.get("faas.attempt"))
         if self._finished and exec_id in self._finished:
             del self._finished[exec_id]
             return True  # its record is already here: nothing to wait for

@@ -26,7 +26,7 @@ from faaslens.ingest.aio import wait_event
 from faaslens.ingest.batcher import Batcher
 from faaslens.ingest.events import Doc, Sink
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
-from faaslens.ingest.sequence import SequenceTracker
+from faaslens.ingest.sequence import SequenceTracker, frame_origin
 from faaslens.ingest.settle import Settler
 from faaslens.ingest.validate import Validator
 
@@ -138,11 +138,12 @@ class Pipeline:
                 keep += 1
             dropped = len(frames) - keep
             self.metrics.drop_reasons["queue_full"].inc(dropped)
-            frames = frames[:keep]
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(
                     self.rejections.note, "frame", "queue_full", dropped
                 )
+                self._loop.call_soon_threadsafe(self._dropped_were_received, frames[keep:])
+            frames = frames[:keep]
         self._in_bytes_thread += size
         dq.extend(frames)
         # Wake the processor only if it sleeps: one wakeup per idle period, not per chunk.
@@ -350,6 +351,27 @@ class Pipeline:
             await self._batches.put(batch)
         await self._settle_due(now)
         await self._flush_if_due()
+
+    def _dropped_were_received(self, frames: list[bytes]) -> None:
+        """Frames the worker dropped (counted as such) arrived: keep them out of the
+        sequence gaps, so each loss is counted once. A drop noticed after a later frame
+        had already opened the gap gives it back, as a late frame does."""
+        see = self.sequences.see
+        now = time.monotonic()
+        lost = late = 0
+        for frame in frames:
+            origin = frame_origin(frame)
+            if origin is None:
+                continue  # not attributable: its gap, if any, stays counted as lost
+            d = see(origin[0], origin[1], now)
+            if d > 0:
+                lost += d
+            elif d < 0:
+                late += 1
+        if lost:
+            self.metrics.frames_lost.inc(lost)
+        if late:
+            self.metrics.frames_late.inc(late)
 
     def _internal_error(self, stage: str, exc: Exception) -> None:
         self.metrics.internal_errors.labels(stage).inc()

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -157,8 +157,10 @@ class Worker:
                     write_timeout_s=cfg.http_write_timeout_s,
                     max_connections=cfg.http_max_connections,
                 )
-                await self.http.start()
-            await self._sink.start()
+                with _naming("http_listen", cfg.http_listen):
+                    await self.http.start()
+            with _naming_path(cfg):
+                await self._sink.start()
             self.pipeline = Pipeline(
                 validator=self.validator,
                 aggregates=self.aggregates,
@@ -188,7 +190,8 @@ class Worker:
                     max_frame_bytes=cfg.max_frame_bytes,
                     reuse_port=reuse_port,
                 )
-                await self.tcp.start()
+                with _naming("tcp_listen", cfg.tcp_listen):
+                    await self.tcp.start()
                 self.pipeline.add_pause_hooks(self.tcp.pause, self.tcp.resume)
             if cfg.udp_listen:
                 host, port = parse_hostport(cfg.udp_listen)
@@ -200,9 +203,11 @@ class Worker:
                     rcvbuf=cfg.udp_rcvbuf,
                     reuse_port=reuse_port,
                 )
-                self.udp.start()
+                with _naming("udp_listen", cfg.udp_listen):
+                    self.udp.start()
             if cfg.lines_listen:
-                self.lines = await start_lines(cfg, self.registry, self.aggregates)
+                with _naming("lines_listen", cfg.lines_listen):
+                    self.lines = await start_lines(cfg, self.registry, self.aggregates)
             self._spawn(self._sweep_loop(), "aggregates-sweep")
             housekeeping: Callable[[], Awaitable[None]] | None = getattr(
                 self._sink, "run_housekeeping", None
@@ -334,6 +339,66 @@ class Worker:
         await self.stop()
 
 
+class StartError(OSError):
+    """The worker could not start, with the setting behind it (an address in use, ...)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message names the setting; no "[Errno n]" prefix
+
+
+# Settings naming a file or a folder the worker opens at start, for _naming_path.
+PATH_SETTINGS = (
+    "state_dir",
+    "spool_dir",
+    "dead_letter_path",
+    "pending_state_path",
+    "es_templates_dir",
+    "es_ca_certs",
+    "es_password_file",
+    "es_api_key_file",
+    "lines_declarations",
+)
+
+
+def _reason(exc: OSError) -> str:
+    # asyncio's bind error repeats the address in strerror; the errno's text is enough.
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+@contextlib.contextmanager
+def _naming(setting: str, value: str) -> Iterator[None]:
+    """Re-raise an OSError as a :class:`StartError` naming ``setting`` and its value."""
+    try:
+        yield
+    except StartError:
+        raise
+    except OSError as exc:
+        raise StartError(exc.errno, f"{setting} {value!r}: {_reason(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _naming_path(config: IngestConfig) -> Iterator[None]:
+    """Re-raise an OSError on a file as a :class:`StartError` naming the path setting
+    that holds the file (or its folder); other OSErrors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        filename = os.fsdecode(exc.filename)
+        holders = [
+            (len(value), setting, value)
+            for setting in PATH_SETTINGS
+            if (value := str(getattr(config, setting) or ""))
+            and (filename == value or filename.startswith(value.rstrip("/") + "/"))
+        ]
+        if not holders:
+            raise
+        _, setting, value = max(holders)  # the most specific: spool_dir inside state_dir
+        where = "" if filename == value else f" ({filename})"
+        raise StartError(exc.errno, f"{setting} {value!r}{where}: {_reason(exc)}") from exc
+
+
 def make_sink(config: IngestConfig, registry: CollectorRegistry) -> Sink:
     """The sink ``config.sink`` names."""
     if config.sink == "null":
@@ -379,10 +444,10 @@ async def _serve(config: IngestConfig) -> int:
         await worker.start()
     except ConfigError as exc:  # a setting only starting could check (a file's content)
         log.error("worker failed to start", error=str(exc))
-        return EXIT_USAGE
+        return fail("faaslens ingest", str(exc), EXIT_USAGE)
     except OSError as exc:
         log.error("worker failed to start", error=str(exc))
-        return EXIT_START
+        return fail("faaslens ingest", str(exc), EXIT_START)
     await stop.wait()
     log.info("stopping on signal")
     await worker.stop()

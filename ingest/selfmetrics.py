@@ -138,7 +138,10 @@ class SelfMetrics:
         )
         self.frames_lost = Counter(
             "faaslens_frames_lost",
-            "Frames missing from senders' sequence numbers (gaps); see faaslens_frames_late",
+            "Frames missing from senders' sequence numbers that never reached this worker"
+            " (network, kernel receive buffer); not the worker's own drops"
+            " (faaslens_frames_dropped_total). Subtract faaslens_frames_late. Exact only while"
+            " each sender reaches one worker: across workers use faaslens query loss.",
             registry=registry,
         )
         self.frames_late = Counter(

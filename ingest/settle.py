@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from faaslens.ingest.documents import unfinished_doc
+from faaslens.ingest.documents import attempt_id, unfinished_doc
 from faaslens.ingest.events import Doc
 from faaslens.ingest.pending import Entry, Pending
 
@@ -59,7 +59,7 @@ class Settler:
         (``docs``, the frame's documents, are changed in place)."""
         finish = self.pending.finish
         for inv in invocations:
-            exec_id = inv["faas.execution"]
+            exec_id = attempt_id(inv["faas.execution"], inv.get("faas.attempt"))
             if finish(exec_id) != "late":
                 continue
             self.late += 1

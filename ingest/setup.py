@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from elasticsearch import ApiError, TransportError
 
 from faaslens.commandline import EXIT_ELASTICSEARCH, EXIT_OK, EXIT_USAGE, fail
-from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv
-from faaslens.ingest.sink_es.client import make_client
+from faaslens.ingest.config import ConfigError, IngestConfig, config_from_argv, connection
+from faaslens.ingest.sink_es.client import explain, make_client
 from faaslens.ingest.templates import install_templates, templates_for
 
 
@@ -48,6 +48,9 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
     except (ApiError, TransportError, OSError) as exc:
-        return fail(PROG, f"Elasticsearch at {config.es_url}: {exc}", EXIT_ELASTICSEARCH)
-    print(f"installed {len(names)} templates at {config.es_url}: {', '.join(names)}")
+        return fail(PROG, explain(exc, connection(config).endpoint)[1], EXIT_ELASTICSEARCH)
+    except ValueError as exc:  # connection options the client refuses
+        return fail(PROG, str(exc), EXIT_USAGE)
+    endpoint = connection(config).endpoint
+    print(f"installed {len(names)} templates at {endpoint}: {', '.join(names)}")
     return EXIT_OK

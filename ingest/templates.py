@@ -91,15 +91,15 @@ def load_templates(
     for sub, found in loaded.items():
         folder = root / sub
         if not folder.is_dir():
-            raise ConfigError(f"templates directory {root}: missing {sub}/")
+            raise ConfigError(f"es_templates_dir {str(root)!r}: no {sub}/ folder in it")
         for path in sorted(folder.glob("*.json")):
             try:
                 body = orjson.loads(path.read_bytes())
             except (OSError, orjson.JSONDecodeError) as exc:
-                raise ConfigError(f"template {path}: {exc}") from exc
+                raise ConfigError(f"es_templates_dir: template {path}: {exc}") from exc
             found[f"{prefix}-{path.stem}"] = render(body, values)
     if not loaded["index"]:
-        raise ConfigError(f"templates directory {root}: no index templates")
+        raise ConfigError(f"es_templates_dir {str(root)!r}: no index templates in index/")
     return TemplateSet(components=loaded["component"], indices=loaded["index"])
 
 

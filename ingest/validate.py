@@ -29,7 +29,9 @@ from faaslens.ingest.documents import (
     day_of,
     error_source,
     invocation_docs,
+    log_doc_id,
     log_docs,
+    mark_frame,
 )
 from faaslens.ingest.events import Doc
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
@@ -96,6 +98,9 @@ INV_FIELDS: Final[dict[str, _Spec]] = {
     "faas.cost.usd": (_NUM, None),
     "faas.cost.gb_seconds": (_NUM, None),
     "faas.cost.price_id": (_STR, 64),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
+    "faas.metrics_dropped": (_UINT, _MAX_INT),
+    "http.response.status_code": (_UINT, 999),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_INV_LABELS, None),
@@ -118,6 +123,7 @@ LOG_FIELDS: Final[dict[str, _Spec]] = {
     "message": (_STR, P.MAX_MESSAGE),
     "faas.execution": (_EXEC, 128),
     "log.logger": (_STR, P.MAX_LOGGER),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
     **_TRACE_FIELDS,
     **_ERROR_FIELDS,
     "labels": (_LOG_LABELS, None),
@@ -131,6 +137,7 @@ START_FIELDS: Final[dict[str, _Spec]] = {
     "@timestamp": (_UINT, _MAX_TS),
     "faas.timeout": (_UINT, _MAX_INT),
     "faas.coldstart": (_BOOL, None),
+    "faas.attempt": (_UINT, P.MAX_ATTEMPT),
     "faas.trigger.type": (_ENUM, _TRIGGERS),
     **_TRACE_FIELDS,
 }
@@ -149,7 +156,7 @@ _HEX_RE: Final = {
     32: re.compile(r"[0-9a-f]{32}").fullmatch,
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
-_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit"})
+_METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit", "count", "sum"})
 
 
 @dataclass(slots=True)
@@ -227,11 +234,31 @@ def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
             raise _Reject("wrong_type")
         if len(unit) > P.MAX_METRIC_UNIT:
             raise _Reject("too_large")
-    if len(m) > 3 + ("labels" in m) + ("unit" in m):
+    aggregated = ("count" in m) + ("sum" in m)
+    if aggregated:
+        _check_histogram_aggregate(m, kind)
+    if len(m) > 3 + ("labels" in m) + ("unit" in m) + aggregated:
         extra = [k for k in m if k not in _METRIC_KEYS]
         unknown = len(extra)
         m = {k: v for k, v in m.items() if k in _METRIC_KEYS}
     return m, unknown
+
+
+def _check_histogram_aggregate(m: dict[str, Any], kind: str) -> None:
+    """A histogram object standing for ``count`` observations summing to ``sum``."""
+    if kind != "histogram":
+        raise _Reject("bad_value")
+    count = m.get("count", 1)
+    if type(count) is not int:
+        raise _Reject("wrong_type")
+    if not 1 <= count <= P.MAX_HISTOGRAM_COUNT:
+        raise _Reject("bad_value")
+    total = m.get("sum", 0)
+    tt = type(total)
+    if tt is not int and tt is not float:
+        raise _Reject("wrong_type")
+    if tt is float and not math.isfinite(total):
+        raise _Reject("bad_value")
 
 
 def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
@@ -451,6 +478,7 @@ class Validator:
                     raise _Reject("unknown_type")
             except _Reject as rej:
                 result.event_rejections.append(rej.reason)
+        mark_frame(docs, src, seq)
         return result
 
     def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
@@ -482,7 +510,13 @@ class Validator:
                 log_docs(res, res_json, to_dict(ev), src, docs)
                 continue
             exec_id = ev.f_faas_execution
-            doc_id = f"{exec_id if exec_id is not UNSET else src}-{ev.f_event_sequence}"
+            attempt = ev.f_faas_attempt
+            if exec_id is UNSET:
+                doc_id = f"{src}-{ev.f_event_sequence}"
+            elif attempt is UNSET or attempt <= 1:
+                doc_id = f"{exec_id}-{ev.f_event_sequence}"
+            else:
+                doc_id = log_doc_id(exec_id, src, ev.f_event_sequence, attempt)
             ts = ev.f__timestamp
             day = days.get(ts // MS_PER_DAY) or day_of(ts)
             # encode() gives '{"t":"log",' then the members: keep the members only.
@@ -490,6 +524,7 @@ class Validator:
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
+        mark_frame(docs, src, env.seq)
         return result
 
 
@@ -526,5 +561,6 @@ def _fast_decoder() -> FastDecoder:
             "metric_labels": P.MAX_METRIC_LABELS,
             "metric_label_value": P.MAX_METRIC_LABEL_VALUE,
             "metric_unit": P.MAX_METRIC_UNIT,
+            "histogram_count": P.MAX_HISTOGRAM_COUNT,
         },
     )

@@ -82,6 +82,12 @@ class FastDecoder:
                     Annotated[str, Meta(max_length=limits["metric_unit"])] | UnsetType,
                     UNSET,
                 ),
+                (
+                    "count",
+                    Annotated[int, Meta(ge=1, le=limits["histogram_count"])] | UnsetType,
+                    UNSET,
+                ),
+                ("sum", Union[self._int_any(), self._float_any()] | UnsetType, UNSET),  # noqa: UP007
             ],
             kw_only=True,
             forbid_unknown_fields=True,
@@ -224,6 +230,8 @@ class FastDecoder:
                     for m in metrics:
                         if (m.kind == "counter" and m.value < 0) or not _name_ok(m.name):
                             return None
+                        if m.kind != "histogram" and (m.count is not UNSET or m.sum is not UNSET):
+                            return None  # the reference path rejects it with its reason
                         if m.labels is not UNSET and not all(map(_name_ok, m.labels)):
                             return None
         return env

@@ -49,6 +49,7 @@ class ShipperConfig:
         "gcp_generation",
         "hmac_key",
         "hmac_key_id",
+        "http_failure_status",
         "log_level",
         "log_sample_rate",
         "max_datagram",
@@ -88,6 +89,8 @@ class ShipperConfig:
         # Record a timeout this long before the platform's deadline (AWS); 0 disables.
         self.timeout_margin_ms: int = 50
         self.tcp_timeout_s: float = 0.5
+        # An HTTP answer with this status or above makes the outcome a failure; 0: never.
+        self.http_failure_status: int = 500
         # Announce each invocation with a start event, so the worker can tell one that
         # never finished (docs/protocol.md, t: "start").
         self.start_events: bool = True
@@ -133,9 +136,12 @@ def _coerce(key: str, raw: Any) -> Any:
             "debug_buffer",
             "timeout_margin_ms",
             "gcp_generation",
+            "http_failure_status",
             "flush_interval_ms",
         ):
-            value = int(raw)
+            value = _number(int, raw)
+            if key == "http_failure_status" and value and not 100 <= value <= 999:
+                raise ValueError("0 (never) or an HTTP status, 100-999")
             if key == "max_datagram" and not 256 <= value <= 65_507:
                 raise ValueError("must be between 256 and 65507")
             if key == "gcp_generation" and value not in (1, 2):
@@ -144,11 +150,11 @@ def _coerce(key: str, raw: Any) -> Any:
                 raise ValueError("must be >= 0")
             return value
         if key == "memory_mb":
-            return None if raw in (None, "") else int(raw)
+            return None if raw in (None, "") else _number(int, raw)
         if key == "cpu":
-            return None if raw in (None, "") else float(raw)
+            return None if raw in (None, "") else _number(float, raw)
         if key in ("log_sample_rate", "tcp_timeout_s"):
-            value_f = float(raw)
+            value_f = _number(float, raw)
             if key == "log_sample_rate" and not 0.0 <= value_f <= 1.0:
                 raise ValueError("must be between 0 and 1")
             return value_f
@@ -174,6 +180,22 @@ def _coerce(key: str, raw: Any) -> Any:
         return None if raw is None else str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from exc
+
+
+def _number(kind: type[int] | type[float], raw: Any) -> Any:
+    """A number from code (as ``kind()`` takes it) or from a variable's text."""
+    if not isinstance(raw, str):
+        return kind(raw)
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"not {what}: {raw!r}") from None
+
+
+# Settings where a variable set to nothing is a value (no key is redacted); for the
+# others it counts as not set, as for the worker's booleans and numbers.
+BLANK_IS_A_VALUE = frozenset({"redact_keys"})
 
 
 LOOPBACK_DATAGRAM = 60_000
@@ -211,31 +233,41 @@ def parse_endpoint(endpoint: str) -> tuple[str, str, int]:
     return scheme, host, port
 
 
-def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> ShipperConfig:
+def load_config(
+    environ: Mapping[str, str] | None = None, *, strict: bool = False, **overrides: Any
+) -> ShipperConfig:
     """Settings from ``FAASLENS_*`` variables, then ``overrides``.
 
     A bad environment value is reported on stderr and ignored: instrumentation
-    must never stop a function from running. Bad ``overrides`` raise
-    :class:`ConfigError` since they come from code the user is writing.
+    must never stop a function from running. With ``strict`` (a command line
+    such as ``faaslens demo``, where a typo should stop the run) it raises
+    :class:`ConfigError` naming the variable instead. Bad ``overrides`` always
+    raise :class:`ConfigError` since they come from code the user is writing.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+
+    def bad(message: str) -> None:
+        if strict:
+            raise ConfigError(message)
+        print(f"faaslens: ignoring bad setting: {message}", file=sys.stderr)
+
     for key in ShipperConfig.__slots__:
         if key == "prices":
             continue
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is None and key == "service":
             raw = env.get("OTEL_SERVICE_NAME")
-        if raw is None:
+        if raw is None or (not raw.strip() and key not in BLANK_IS_A_VALUE):
             continue
         try:
             values[key] = _coerce(key, raw)
         except ConfigError as exc:
-            print(f"faaslens: ignoring bad setting: {exc}", file=sys.stderr)
+            bad(str(exc))
     prices: dict[str, Any] = {}
     for name in PRICE_ENV_KEYS:
         raw = env.get(f"{ENV_PREFIX}PRICE_{name.upper()}")
-        if raw is None:
+        if raw is None or not raw.strip():
             continue
         if name == "price_id":
             prices[name] = raw[:64]
@@ -243,10 +275,7 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> S
         try:
             prices[name] = float(raw)
         except ValueError:
-            print(
-                f"faaslens: ignoring bad setting: {ENV_PREFIX}PRICE_{name.upper()}={raw!r}",
-                file=sys.stderr,
-            )
+            bad(f"{ENV_PREFIX}PRICE_{name.upper()}: not a number: {raw!r}")
     if prices:
         values["prices"] = prices
     values.update(overrides)

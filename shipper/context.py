@@ -21,6 +21,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from faaslens.protocol import MAX_EXECUTION_ID
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,7 +64,15 @@ _AZURE_BINDINGS = {
 class InvocationInfo:
     """What the handler's arguments say about one invocation."""
 
-    __slots__ = ("execution_id", "fields", "remaining_ms", "span_id", "trace_id", "trigger")
+    __slots__ = (
+        "attempt",
+        "execution_id",
+        "fields",
+        "remaining_ms",
+        "span_id",
+        "trace_id",
+        "trigger",
+    )
 
     def __init__(  # noqa: PLR0917 - built on the hot path
         self,
@@ -81,6 +91,8 @@ class InvocationInfo:
         self.fields = fields
         # AWS: context.get_remaining_time_in_millis, for the timeout watchdog.
         self.remaining_ms = remaining_ms
+        # The attempt number when the platform states it (Azure's retry_context).
+        self.attempt: int | None = None
 
 
 def new_execution_id() -> str:
@@ -325,7 +337,7 @@ def _aws_fields(ctx: object) -> dict[str, Any]:
 
 
 def _from_aws(event: object, ctx: object, env: Mapping[str, str]) -> InvocationInfo:
-    info = InvocationInfo(str(ctx.aws_request_id)[:128], _aws_trigger(event))  # type: ignore[attr-defined]
+    info = InvocationInfo(str(ctx.aws_request_id)[:MAX_EXECUTION_ID], _aws_trigger(event))  # type: ignore[attr-defined]
     info.fields = _aws_fields(ctx)
     if isinstance(event, dict):
         headers = event.get("headers")
@@ -344,7 +356,7 @@ def _from_aws(event: object, ctx: object, env: Mapping[str, str]) -> InvocationI
 
 
 def _from_azure(ctx: object, args: tuple[object, ...], env: Mapping[str, str]) -> InvocationInfo:
-    info = InvocationInfo(str(ctx.invocation_id)[:128])  # type: ignore[attr-defined]
+    info = InvocationInfo(str(ctx.invocation_id)[:MAX_EXECUTION_ID])  # type: ignore[attr-defined]
     function = getattr(ctx, "function_name", None)
     fields: dict[str, Any] = {"cloud.provider": "azure"}
     if function:
@@ -352,6 +364,9 @@ def _from_azure(ctx: object, args: tuple[object, ...], env: Mapping[str, str]) -
         # OTel: Azure's faas.name is "<function app>/<function>".
         fields["faas.name"] = f"{site}/{function}" if site else str(function)
     info.fields = fields
+    retry_count = getattr(getattr(ctx, "retry_context", None), "retry_count", None)
+    if type(retry_count) is int and retry_count >= 0:
+        info.attempt = retry_count + 1
     trace_context = getattr(ctx, "trace_context", None)
     tp = parse_traceparent(getattr(trace_context, "trace_parent", None))
     if tp is not None:
@@ -382,7 +397,7 @@ def _cloudevent_trigger(ce_type: object) -> str:
 def _from_cloudevent(ce: Any) -> InvocationInfo:
     attributes = ce.get_attributes() if hasattr(ce, "get_attributes") else ce
     ce_id = attributes.get("id")
-    info = InvocationInfo(str(ce_id)[:128] if ce_id else None)
+    info = InvocationInfo(str(ce_id)[:MAX_EXECUTION_ID] if ce_id else None)
     info.trigger = _cloudevent_trigger(attributes.get("type"))
     info.fields = {"cloud.provider": "gcp"}
     tp = parse_traceparent(attributes.get("traceparent"))
@@ -394,7 +409,7 @@ def _from_cloudevent(ce: Any) -> InvocationInfo:
 def _from_gcp_request(request: object) -> InvocationInfo:
     headers = getattr(request, "headers", None)
     exec_id = _header(headers, "Function-Execution-Id")
-    info = InvocationInfo(str(exec_id)[:128] if exec_id else None, HTTP)
+    info = InvocationInfo(str(exec_id)[:MAX_EXECUTION_ID] if exec_id else None, HTTP)
     info.fields = {"cloud.provider": "gcp"}
     _trace_from_headers(headers, info)
     return info
@@ -406,7 +421,7 @@ def _from_gcp_background(ctx: object) -> InvocationInfo:
     trigger = PUBSUB if "pubsub" in event_type else _cloudevent_trigger(event_type)
     if trigger == OTHER and ("storage" in event_type or "firestore" in event_type):
         trigger = DATASOURCE
-    info = InvocationInfo(str(event_id)[:128] if event_id else None, trigger)
+    info = InvocationInfo(str(event_id)[:MAX_EXECUTION_ID] if event_id else None, trigger)
     info.fields = {"cloud.provider": "gcp"}
     return info
 
@@ -437,3 +452,39 @@ def extract(
         if hasattr(arg, "event_id") and hasattr(arg, "event_type"):
             return _from_gcp_background(arg)
     return _PLAIN
+
+
+# ------------------------------------------------------------------ the handler's answer
+
+
+def http_status(result: object) -> int | None:
+    """The HTTP status a handler answered with, in its platform's shapes, else None.
+
+    AWS API Gateway / function URL / ALB proxy result ``{"statusCode": 500, ...}``;
+    Flask / functions-framework ``(body, status)`` or ``(body, status, headers)``
+    (status an int or ``"500 INTERNAL SERVER ERROR"``), a werkzeug/Flask ``Response``;
+    Azure ``func.HttpResponse``; anything else with an integer ``status_code``.
+    """
+    if type(result) is dict:
+        code: object = result.get("statusCode")
+    elif type(result) is tuple:
+        code = None
+        if 2 <= len(result) <= 3:
+            code = result[1]
+            if type(code) is str:
+                head = code.split(" ", 1)[0]
+                code = int(head) if head.isdigit() else None
+            elif type(code) is not int:  # (body, headers): the status is the body's
+                code = getattr(result[0], "status_code", None)
+    elif result is None or type(result) in (str, bytes, list, int, float, bool):
+        return None
+    else:
+        try:
+            code = getattr(result, "status_code", None)
+        except Exception:  # a foreign object's property: its failure is not ours
+            return None
+    if type(code) is str and code.isdigit():
+        code = int(code)
+    if type(code) is int and 100 <= code <= 999:
+        return code
+    return None

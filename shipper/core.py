@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 
-from faaslens.protocol import MAX_LOGGER, MAX_MESSAGE, TCP_MAX, UDP_MAX
+from faaslens.protocol import MAX_ATTEMPT, MAX_LOGGER, MAX_MESSAGE, TCP_MAX, UDP_MAX
 from faaslens.shipper import config as _config
 from faaslens.shipper import context as _context
+from faaslens.shipper import state as _state
 from faaslens.shipper.cost import estimator_for
 from faaslens.shipper.errors import error_fields
 from faaslens.shipper.processors import RedactKeys
@@ -28,7 +29,7 @@ from faaslens.shipper.record import (
     wrap_handler,
 )
 from faaslens.shipper.transport import Stats, Transport, make_transport
-from faaslens.shipper.wire import Packer, Signer, dumps, truncate
+from faaslens.shipper.wire import Packer, Signer, dumps, safe_str, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,9 +44,6 @@ if TYPE_CHECKING:
     #  the function's identity fields among them, repeated on its lines)
     _Plan = tuple[dict[str, Any] | None, Estimator | None, int | None, dict[str, Any] | None]
 
-# Process start, for the init duration where /proc is not available.
-_IMPORTED_NS = time.perf_counter_ns()
-_finish_lock = threading.Lock()
 _NO_COLD = ("provisioned-concurrency", "snap-start")
 
 
@@ -56,19 +54,8 @@ class Clock:
     perf_ns = staticmethod(time.perf_counter_ns)  # monotonic, for durations
 
     def process_age_ns(self) -> int | None:
-        """Nanoseconds since this process started (Linux), else since the shipper's import."""
-        try:
-            with open("/proc/self/stat", "rb") as fh:
-                stat = fh.read()
-            start_ticks = int(stat.rsplit(b")", 1)[1].split()[19])
-            age = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - (
-                start_ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-            )
-            if age >= 0:
-                return age
-        except (OSError, ValueError, IndexError, AttributeError):
-            pass
-        return time.perf_counter_ns() - _IMPORTED_NS
+        """Nanoseconds since the process's init began (see :func:`state.init_age_ns`)."""
+        return _state.init_age_ns()
 
 
 try:
@@ -131,9 +118,13 @@ class Shipper:
         hard_max = UDP_MAX if scheme == "udp" else TCP_MAX
         datagram = _config.datagram_size(cfg, host)
         self._packer = Packer(self.src, datagram, hard_max, signer)
+        self._packer_args = (datagram, hard_max, signer)
         self._seq = itertools.count(1)
         self._log_seq = itertools.count(0)
         self._invocation_count = itertools.count()
+        # Ids of recent failed attempts -> their attempt (a redelivery reuses the id).
+        self._failed: dict[str, int] = {}
+        self._failed_old: dict[str, int] = {}
         self.redact = RedactKeys(cfg.redact_keys)
         res = dict(resource) if resource is not None else _context.resource_from_env(self._env, cfg)
         self.resource = res
@@ -152,6 +143,7 @@ class Shipper:
         self._watchdog: Any = None
         self.disabled = cfg.disabled
         self._margin_ms = cfg.timeout_margin_ms
+        self._failure_status = cfg.http_failure_status
         self._next_seq = self._seq.__next__
         self._start_events = cfg.start_events
         # Invocations running now, for the periodic flush of their lines (None: disabled);
@@ -163,6 +155,7 @@ class Shipper:
         # Frames leave from the handler's thread and from the flusher and watchdog threads:
         # packing (sequence numbers) and sending happen under one lock, in order.
         self._send_lock = threading.Lock()
+        _state.register(self)
 
     # ------------------------------------------------------------ public API
 
@@ -226,6 +219,25 @@ class Shipper:
             self._flusher = None
         self._transport.close()
 
+    def _renew_after_fork(self) -> None:
+        """In a forked child: a new sender (id, sequence numbers, counters) that keeps
+        nothing of the parent's socket, queued frames, pending metrics or watchdog."""
+        self.src = os.urandom(8).hex()
+        self.stats = Stats()
+        self._transport.after_fork(self.stats)
+        self._packer = Packer(self.src, *self._packer_args)
+        self._seq = itertools.count(1)
+        self._next_seq = self._seq.__next__
+        self._log_seq = itertools.count(0)
+        self._pending_metrics = MetricBuffer()
+        self._watchdog = None
+        self._rss_value = None
+        # The parent's running invocations and flusher thread are not the child's.
+        self._send_lock = threading.Lock()
+        self._flusher = None
+        if self._running is not None:
+            self._running = set()
+
     # ------------------------------------------------------------ invocation lifecycle
 
     def _start(
@@ -239,7 +251,14 @@ class Shipper:
         try:
             start_ms = self._time_ns() // 1_000_000
             info = _context.extract(args, kwargs, self._env) if (args or kwargs) else _PLAIN
-            exec_id = execution_id or info.execution_id or self._new_id()
+            exec_id = execution_id or info.execution_id
+            attempt = 1
+            if not exec_id:  # none, or an empty one the protocol would refuse
+                exec_id = self._new_id()
+            elif info.attempt or (
+                self._failed and (exec_id in self._failed or exec_id in self._failed_old)
+            ):
+                attempt = self._attempt_of(exec_id, info.attempt)
             if self._rate >= 1.0:
                 keep = self._min_level
             else:
@@ -253,6 +272,7 @@ class Shipper:
                 exec_id, start_ms, 0, info, keep, self._deferred_max, self._time_ns, self._echo
             )
             inv.name = name
+            inv.attempt = attempt
             if trigger is not None:
                 inv.trigger = trigger
             if next(self._invocation_count) == 0 and not self._no_cold:
@@ -279,25 +299,66 @@ class Shipper:
             inv.done = True  # a placeholder: nothing will be sent for it
             return inv
 
+    def _attempt_of(self, exec_id: str, stated: int | None) -> int:
+        """The attempt number of an id seen failing in this process, or stated by the
+        platform: one more than the last failed attempt, or the stated one if more."""
+        before = self._failed.get(exec_id) or self._failed_old.get(exec_id, 0)
+        attempt = before + 1
+        if stated is not None and stated > attempt:
+            attempt = stated
+        return min(attempt, MAX_ATTEMPT)
+
+    def _note_failed(self, inv: Invocation) -> None:
+        """Remember a failed attempt's id: platforms redeliver after a failure (AWS async
+        retries, Pub/Sub, Azure retries). Two generations of 1,024 ids: O(1) eviction."""
+        failed = self._failed
+        if len(failed) >= 1024 and inv.execution_id not in failed:
+            self._failed_old = failed
+            self._failed = failed = {}
+        failed[inv.execution_id] = inv.attempt
+
     def _finish(
-        self, inv: Invocation, exc: BaseException | None, *, timed_out: int | None = None
+        self,
+        inv: Invocation,
+        exc: BaseException | None,
+        result: object = None,
+        *,
+        timed_out: int | None = None,
     ) -> None:
         end = self._perf_ns()
         try:
-            with _finish_lock:
+            with _state.finish_lock:
                 if inv.done:
                     return
                 inv.done = True
             if self._running is not None:
                 self._running.discard(inv)
-            self._send_record(inv, end - inv.t0, exc, timed_out)
+            duration = end - inv.t0
+            if timed_out is not None and inv.limit_ms:
+                # The platform stops the handler at its timeout and bills all of it; the
+                # record leaves a margin earlier, so it states the full limit.
+                duration = max(duration, inv.limit_ms * 1_000_000)
+            self._send_record(inv, duration, exc, timed_out, result)
         except Exception:
             self.stats.internal_errors += 1
 
     def _send_record(
-        self, inv: Invocation, duration: int, exc: BaseException | None, timed_out: int | None
+        self,
+        inv: Invocation,
+        duration: int,
+        exc: BaseException | None,
+        timed_out: int | None,
+        result: object = None,
     ) -> None:
         failed = exc is not None or timed_out is not None
+        # Only an HTTP function's answer is one: a job may return an upstream's response.
+        status = (
+            None
+            if inv.trigger != "http" or type(result) in _NO_STATUS
+            else _context.http_status(result)
+        )
+        if status is not None and self._failure_status and status >= self._failure_status:
+            failed = True  # the platform counts a 5xx answer as an error
         ev: dict[str, Any] = {
             "t": "inv",
             "faas.execution": inv.execution_id,
@@ -306,6 +367,10 @@ class Shipper:
             "event.outcome": "failure" if failed else "success",
             "faas.coldstart": inv.coldstart,
         }
+        if inv.attempt > 1:
+            ev["faas.attempt"] = inv.attempt
+        if failed or inv.attempt > 1:
+            self._note_failed(inv)  # a later delivery of this id is the next attempt
         diff, est, memory, ident = self._plan(inv.info.fields)
         if diff:
             ev.update(diff)
@@ -316,11 +381,16 @@ class Shipper:
             ev["faas.coldstart_duration"] = inv.init_ns
         if inv.trigger is not None:
             ev["faas.trigger.type"] = inv.trigger
+        if status is not None:
+            ev["http.response.status_code"] = status
         rss = self._peak_rss(duration)
         if rss:
             ev["faas.mem_usage"] = rss
         if est is not None:
-            priced = est.estimate(duration, memory, rss)
+            billed = duration
+            if inv.init_ns is not None and est.bills_init:
+                billed += inv.init_ns  # a cold start's init phase is billed with it
+            priced = est.estimate(billed, memory, rss)
             if priced is not None:
                 ev["faas.billed_duration"] = priced[0]
                 ev["faas.cost.gb_seconds"] = priced[1]
@@ -347,10 +417,18 @@ class Shipper:
         if metrics is not None:
             if metrics.items:
                 ev["metrics"] = metrics.items
-            self.stats.dropped_metrics += metrics.dropped
+            if metrics.dropped:
+                ev["faas.metrics_dropped"] = metrics.dropped
+                self.stats.dropped_metrics += metrics.dropped
         lines = inv.lines_to_ship(failed)
         events = [ev]
         if lines:
+            if inv.attempt > 1:  # the lines of each attempt keep ids of their own
+                ident = (
+                    {**ident, "faas.attempt": inv.attempt}
+                    if ident
+                    else {"faas.attempt": inv.attempt}
+                )
             self._line_events(lines, inv.execution_id, trace_id, events, ident)
         if failed and inv.deferred is not None:
             # The debug buffer is bounded: older kept-aside lines were pushed out.
@@ -370,6 +448,8 @@ class Shipper:
             "@timestamp": inv.start_ms,
             "faas.coldstart": inv.coldstart,
         }
+        if inv.attempt > 1:
+            ev["faas.attempt"] = inv.attempt
         diff = self._plan(inv.info.fields)[0]
         if diff:
             ev.update(diff)
@@ -390,7 +470,7 @@ class Shipper:
     def _start_flusher(self) -> None:
         from faaslens.shipper.flusher import Flusher
 
-        with _finish_lock:
+        with _state.finish_lock:
             if self._flusher is None:
                 self._flusher = Flusher(self._flush_ns / 1e9, self._flush_running)
 
@@ -409,6 +489,8 @@ class Shipper:
                 ident = self._plan(inv.info.fields)[3]
                 if inv.name is not None and self.resource.get("faas.name") != inv.name:
                     ident = {**ident, "faas.name": inv.name} if ident else {"faas.name": inv.name}
+                if inv.attempt > 1:  # the lines of each attempt keep ids of their own
+                    ident = {**(ident or {}), "faas.attempt": inv.attempt}
                 events: list[dict[str, Any]] = []
                 self._line_events(lines, inv.execution_id, inv.trace_id, events, ident)
                 self._send(events)
@@ -463,7 +545,8 @@ class Shipper:
                     "message": message,
                 }
             if logger is not None:
-                ev["log.logger"] = logger if len(logger) <= MAX_LOGGER else logger[:MAX_LOGGER]
+                name = logger if type(logger) is str else safe_str(logger)
+                ev["log.logger"] = name if len(name) <= MAX_LOGGER else name[:MAX_LOGGER]
             if trace_id is not None:
                 ev["trace.id"] = trace_id
             if kv:
@@ -550,11 +633,20 @@ class Shipper:
         self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
     ) -> None:
         """A custom metric update: with the current invocation, or the next one."""
+        self._metric_buffer().add(kind, name, value, labels, unit)
+
+    def drop_metric(self, n: int = 1) -> None:
+        """Count metric updates refused before buffering (bad value, label, label set):
+        sent with the current (or next) record as ``faas.metrics_dropped``."""
+        self._metric_buffer().dropped += n
+
+    def _metric_buffer(self) -> MetricBuffer:
         inv = current_invocation()
         if inv is not None and not inv.done:
-            inv.add_metric(kind, name, value, labels, unit)
-        else:
-            self._pending_metrics.add(kind, name, value, labels, unit)
+            if inv.metrics is None:
+                inv.metrics = MetricBuffer()
+            return inv.metrics
+        return self._pending_metrics
 
     def _echo_line(self, line: Line, inv: Invocation | None) -> None:
         """``FAASLENS_ECHO``: print the line as JSON on stdout too (e.g. CloudWatch)."""
@@ -583,6 +675,8 @@ class Shipper:
             from faaslens.shipper.watchdog import Watchdog
 
             self._watchdog = Watchdog(self._on_timeout)
+        # Lambda timeouts are whole seconds, counted from before the handler was called.
+        inv.limit_ms = -(-left // 1000) * 1000
         margin = self._margin_ms
         self._watchdog.arm(time.monotonic() + max(left - margin, 0) / 1000.0, inv, margin)
 
@@ -591,23 +685,21 @@ class Shipper:
 
 
 _PLAIN = _context.InvocationInfo()
+# Results that cannot carry an HTTP status: skipped without a call.
+_NO_STATUS = frozenset({type(None), int, float, bool, str, bytes, list})
 
 
 # ------------------------------------------------------------------ the process's shipper
 
-_default: Shipper | None = None
-_default_lock = threading.Lock()
-
 
 def get_shipper() -> Shipper:
     """The process's shipper, built from the environment on first use."""
-    global _default  # noqa: PLW0603 - the process-wide instance
-    shipper = _default
+    shipper = _state.default
     if shipper is None:
-        with _default_lock:
-            if _default is None:
-                _default = Shipper()
-            shipper = _default
+        with _state.default_lock:
+            if _state.default is None:
+                _state.default = Shipper()
+            shipper = _state.default
     return shipper
 
 
@@ -619,10 +711,9 @@ def configure(**settings: Any) -> Shipper:
     Call it at import time of the function module, before the first invocation.
     Raises :class:`shipper.config.ConfigError` on an unknown or bad setting.
     """
-    global _default
     shipper = Shipper(_config.load_config(None, **settings))
-    with _default_lock:
-        old, _default = _default, shipper
+    with _state.default_lock:
+        old, _state.default = _state.default, shipper
     if old is not None:
         old.close()
     return shipper
@@ -641,15 +732,15 @@ class _DefaultHost:
         trigger: str | None,
         execution_id: str | None,
     ) -> Invocation:
-        shipper = _default or get_shipper()
+        shipper = _state.default or get_shipper()
         inv = shipper._start(args, kwargs, name, trigger, execution_id)
         inv.owner = shipper
         return inv
 
-    def _finish(self, inv: Invocation, exc: BaseException | None) -> None:
+    def _finish(self, inv: Invocation, exc: BaseException | None, result: object = None) -> None:
         owner = inv.owner
         if owner is not None:
-            owner._finish(inv, exc)
+            owner._finish(inv, exc, result)
 
 
 _HOST = _DefaultHost()

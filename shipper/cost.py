@@ -136,13 +136,24 @@ def _lookup(table: tuple[tuple[int, float], ...], memory_mb: float) -> float:
     return table[-1][1]
 
 
+# Rows whose platform bills a cold start's init phase with the invocation: AWS Lambda
+# on-demand functions since 2025-08-01 (the REPORT line's Billed Duration covers Init
+# Duration + Duration). Provisioned concurrency and SnapStart have no cold start here.
+_BILLS_INIT = frozenset({"aws-x86_64", "aws-arm64"})
+
+
 class Estimator:
-    """Prices invocations of one function (provider, architecture, region fixed)."""
+    """Prices invocations of one function (provider, architecture, region fixed).
 
-    __slots__ = ("_cache", "_cpu", "_ns_per_unit", "row")
+    ``bills_init``: the platform bills a cold start's init phase too; the caller adds
+    the init duration to the invocation's for the first one.
+    """
 
-    def __init__(self, row: PriceRow, cpu: float | None = None) -> None:
+    __slots__ = ("_cache", "_cpu", "_ns_per_unit", "bills_init", "row")
+
+    def __init__(self, row: PriceRow, cpu: float | None = None, bills_init: bool = False) -> None:
         self.row = row
+        self.bills_init = bills_init
         self._cpu = cpu
         self._ns_per_unit = row.round_ms * 1_000_000
         # (billed ms, MB) -> result: most invocations of a function bill the same few values.
@@ -219,4 +230,4 @@ def estimator_for(
     else:
         base = PRICES[key]
     row = base.with_overrides(prices) if prices else base
-    return Estimator(row, cpu)
+    return Estimator(row, cpu, bills_init=key in _BILLS_INIT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from faaslens.protocol import MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK
-from faaslens.shipper.wire import truncate
+from faaslens.shipper.wire import safe_str, shrink_stack, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,11 +28,7 @@ def error_type(exc: BaseException) -> str:
     return name if module in ("builtins", "__main__") else f"{module}.{name}"
 
 
-def _message(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a user's __str__ that raises
-        return f"<unprintable {type(exc).__name__}>"
+_message = safe_str
 
 
 def fingerprint_of(error_type_name: str, frames: list[tuple[str, str]]) -> str:
@@ -65,7 +61,8 @@ def fingerprint(exc: BaseException) -> str:
 
 
 def stack_trace(exc: BaseException) -> str:
-    """The formatted traceback (frames and source lines, never local variables)."""
+    """The formatted traceback (frames and source lines, never local variables); a long
+    one keeps its header, innermost frames and exception line (see ``wire.shrink_stack``)."""
     import traceback
 
     tb = exc.__traceback__
@@ -75,7 +72,7 @@ def stack_trace(exc: BaseException) -> str:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     except Exception:  # formatting a hostile exception must not fail the record
         text = f"{error_type(exc)}: {_message(exc)}"
-    return truncate(text, MAX_STACK)
+    return shrink_stack(text, MAX_STACK)
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from faaslens.shipper.core import get_shipper
-from faaslens.shipper.logs import level_of
+from faaslens.shipper.logs import STRUCTLOG_CONTEXTVARS, level_of, with_bound_context
 from faaslens.shipper.record import current_invocation
 
 TYPE_CHECKING = False
@@ -33,6 +34,8 @@ class LoggingHandler(logging.Handler):
         try:
             levelno, level = level_of(record.levelno)
             extra = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+            if STRUCTLOG_CONTEXTVARS in sys.modules:
+                extra = with_bound_context(extra) or {}
             exc = record.exc_info[1] if record.exc_info else None
             message = record.getMessage()
             inv = current_invocation()

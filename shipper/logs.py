@@ -16,10 +16,13 @@ an id of ``<src>-<seq>``.
 
 from __future__ import annotations
 
+import sys
+
 from faaslens.protocol import LEVEL_ALIASES, LEVEL_NUMBERS
 from faaslens.shipper.core import get_shipper
 from faaslens.shipper.errors import exception_from
 from faaslens.shipper.record import current_invocation
+from faaslens.shipper.wire import safe_str
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +33,23 @@ if TYPE_CHECKING:
 
 # Any level name a logger may use -> (number, wire name).
 _LEVELS = {alias: (LEVEL_NUMBERS[name], name) for alias, name in LEVEL_ALIASES.items()}
+
+
+_modules = sys.modules
+STRUCTLOG_CONTEXTVARS = "structlog.contextvars"
+
+
+def with_bound_context(kv: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``kv`` over what ``structlog.contextvars.bind_contextvars`` bound in this context
+    (structlog's ``merge_contextvars``: the line's own keys win). Only called once the
+    application has imported ``structlog.contextvars``."""
+    try:
+        bound = _modules[STRUCTLOG_CONTEXTVARS].get_contextvars()
+    except Exception:  # structlog missing its API: the line goes without the context
+        return kv
+    if not bound:
+        return kv
+    return {**bound, **kv} if kv else bound
 
 
 def _route(  # noqa: PLR0917 - hot path
@@ -46,15 +66,17 @@ def _route(  # noqa: PLR0917 - hot path
     if inv is not None and levelno < inv.keep_level and not inv.deferred_max and not inv.echo:
         return  # below the shipping level with no debug buffer: nothing to do
     try:
-        message = event if type(event) is str else ("" if event is None else str(event))
+        message = event if type(event) is str else ("" if event is None else safe_str(event))
         if args:
             try:
                 message = message % args
-            except (TypeError, ValueError):  # a format mismatch must not lose the line
-                message = f"{message} {args!r}"
+            except Exception:  # a format mismatch or a raising __str__ must not lose the line
+                message = f"{message} {safe_str(args)}"
         exc = exception_from(kw.pop("exc_info")) if "exc_info" in kw else None
         ctx = logger._context
         kv = ({**ctx, **kw} if kw else ctx) if ctx else (kw or None)
+        if STRUCTLOG_CONTEXTVARS in _modules:
+            kv = with_bound_context(kv)
         if inv is not None:
             inv.add_line(levelno, level, message, logger._name, kv, exc)
         else:
@@ -165,44 +187,75 @@ def get_logger(name: str | None = None, **initial_values: Any) -> Logger:
 # ------------------------------------------------------------------ structlog
 
 
-def ship(logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """Terminal structlog processor: hand the event to the shipper, then drop it.
-
-    Put it last in a chain (``configure_structlog`` does).
-    """
-    import structlog
-
+def _hand_over(method_name: str, event_dict: MutableMapping[str, Any]) -> None:
     ed = dict(event_dict)
     levelno, level = _LEVELS.get(str(ed.pop("level", method_name)), (20, "info"))
     event = ed.pop("event", None)
     name = ed.pop("logger", None)
     ed.pop("timestamp", None)
     exc = exception_from(ed.pop("exc_info")) if "exc_info" in ed else None
-    message = event if isinstance(event, str) else ("" if event is None else str(event))
+    message = event if isinstance(event, str) else ("" if event is None else safe_str(event))
     inv = current_invocation()
     if inv is not None and not inv.done:
         inv.add_line(levelno, level, message, name, ed or None, exc)
     else:
         get_shipper().log_outside(levelno, level, message, name, ed or None, exc)
+
+
+def ship(logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Terminal structlog processor: hand the event to the shipper, then drop it.
+
+    Put it last in a chain (``configure_structlog`` does when structlog had no
+    configuration of its own).
+    """
+    import structlog
+
+    _hand_over(method_name, event_dict)
     raise structlog.DropEvent
+
+
+def ship_through(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: hand the event to the shipper and pass it on unchanged (to the
+    application's own renderer, e.g. JSON lines on stdout)."""
+    _hand_over(method_name, event_dict)
+    return event_dict
 
 
 def configure_structlog(*, extra_processors: list[Any] | None = None) -> None:
     """Configure structlog so that ``structlog.get_logger()`` lines go with invocations.
 
-    The chain: contextvars merge, log level, ``extra_processors``, then
-    :func:`ship`. Redaction, sampling and the debug buffer happen in the shipper.
+    Without a structlog configuration of the application's: the chain is contextvars
+    merge, log level, ``extra_processors``, then :func:`ship` (lines leave only through
+    the shipper). With one (``structlog.configure`` called before): it is kept (its
+    processors, wrapper class, logger factory and renderer); ``merge_contextvars`` is
+    added first if missing, and ``extra_processors`` + :func:`ship_through` go just
+    before its last processor (the renderer), so its output goes on as before.
+    Calling it twice changes nothing more. Redaction, sampling and the debug buffer
+    happen in the shipper.
     """
     import structlog
 
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            *(extra_processors or []),
-            ship,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(10),
-        logger_factory=structlog.ReturnLoggerFactory(),
-        cache_logger_on_first_use=True,
-    )
+    merge = structlog.contextvars.merge_contextvars
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[
+                merge,
+                structlog.processors.add_log_level,
+                *(extra_processors or []),
+                ship,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(10),
+            logger_factory=structlog.ReturnLoggerFactory(),
+            cache_logger_on_first_use=True,
+        )
+        return
+    processors = list(structlog.get_config()["processors"])
+    if ship in processors or ship_through in processors:
+        return
+    if merge not in processors:
+        processors.insert(0, merge)
+    at = max(len(processors) - 1, 1)
+    processors[at:at] = [*(extra_processors or []), ship_through]
+    structlog.configure(processors=processors)

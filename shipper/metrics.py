@@ -46,20 +46,25 @@ class _Metric:
             if type(value) is bool or not isinstance(value, (int, float)):
                 value = float(value)
             if not math.isfinite(value) or (self.kind == "counter" and value < 0):
-                shipper.stats.dropped_metrics += 1
+                shipper.drop_metric()
                 return
             clean, dropped = clean_metric_labels(labels) if labels else (None, 0)
-            shipper.stats.dropped_metrics += dropped
+            if dropped:
+                shipper.drop_metric(dropped)
             if clean:
+                redact = shipper.redact
+                for label in clean:
+                    if redact.sensitive(label):
+                        clean[label] = redact.replacement
                 key = tuple(clean.items())
                 if key not in self._label_sets:
                     if len(self._label_sets) >= MAX_LABEL_SETS:
-                        shipper.stats.dropped_metrics += 1
+                        shipper.drop_metric()
                         return
                     self._label_sets.add(key)
             shipper.add_metric(self.kind, self.name, value, clean, self.unit)
-        except (TypeError, ValueError):
-            shipper.stats.dropped_metrics += 1
+        except (TypeError, ValueError, OverflowError):
+            shipper.drop_metric()
 
 
 class Counter(_Metric):
@@ -85,7 +90,8 @@ class Gauge(_Metric):
 
 
 class Histogram(_Metric):
-    """A distribution: each observation is sent (up to 64 metric objects per record)."""
+    """A distribution: observations are counted per bucket within the invocation, so
+    any number of them costs at most one metric object per bucket used."""
 
     __slots__ = ()
     kind = "histogram"

@@ -15,9 +15,11 @@ in ``__call__``; none imports structlog unless it has to drop an event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from faaslens.protocol import LEVEL_ALIASES, LEVEL_NUMBERS, MAX_LOG_LABELS
-from faaslens.shipper.record import current_invocation
-from faaslens.shipper.wire import LOG_LABEL_BUDGET, dumps, truncate
+from faaslens.shipper.state import current_invocation
+from faaslens.shipper.wire import LOG_LABEL_BUDGET, dumps, safe_str, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     EventDict = MutableMapping[str, Any]
 
 REDACTED = "[REDACTED]"
+TOO_DEEP = "[TOO DEEP]"
+# Nesting redaction walks; below it a value becomes TOO_DEEP, never its raw text.
+REDACT_DEPTH = 32
+_SCALARS = (str, int, float, bool, type(None))
 # Any level name a logger may use -> its number.
 LEVELS = {alias: LEVEL_NUMBERS[name] for alias, name in LEVEL_ALIASES.items()}
 
@@ -72,23 +78,27 @@ class RedactKeys:
 
     def __call__(self, logger: object, method_name: str, event_dict: EventDict) -> EventDict:
         for key in list(event_dict):
-            if self.sensitive(str(key)):
+            if self.sensitive(safe_str(key)):
                 event_dict[key] = self.replacement
             else:
                 value = event_dict[key]
-                if isinstance(value, (dict, list, tuple)):
-                    event_dict[key] = self._redact(value, 32)
+                if not isinstance(value, _SCALARS):
+                    event_dict[key] = self._redact(value, REDACT_DEPTH)
         return event_dict
 
     def _redact(self, value: Any, budget: int) -> Any:
+        """A copy of ``value`` with sensitive keys hidden at every depth; containers
+        nested deeper than ``budget`` become :data:`TOO_DEEP` (never their text)."""
+        if isinstance(value, _SCALARS):
+            return value
         if budget <= 0:
-            return truncate(dumps(value).decode(), 1024)
-        if isinstance(value, dict):
+            return TOO_DEEP
+        if isinstance(value, Mapping):
             return {
-                k: self.replacement if self.sensitive(str(k)) else self._redact(v, budget - 1)
+                k: self.replacement if self.sensitive(safe_str(k)) else self._redact(v, budget - 1)
                 for k, v in value.items()
             }
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, set, frozenset)):
             return [self._redact(v, budget - 1) for v in value]
         return value
 
@@ -96,7 +106,8 @@ class RedactKeys:
         """Redacted copy of a log line's key-values within the protocol's limits.
 
         At most 64 keys (the rest counted under ``_truncated_keys``); objects
-        nested deeper than the worker accepts become their compact JSON text.
+        nested deeper than the worker accepts become the compact JSON text of
+        their redacted copy (see :meth:`_redact`).
         """
         if len(labels) > MAX_LOG_LABELS:
             kept = dict(list(labels.items())[: MAX_LOG_LABELS - 1])
@@ -105,7 +116,7 @@ class RedactKeys:
         cache = self._cache
         out: dict[str, Any] = {}
         for key, value in labels.items():
-            k = key if type(key) is str else str(key)
+            k = key if type(key) is str else safe_str(key)
             hit = cache.get(k)
             if hit is None:
                 hit = self.sensitive(k)
@@ -113,29 +124,46 @@ class RedactKeys:
                 out[k] = self.replacement
                 continue
             t = type(value)
-            if t is dict or t is list or t is tuple:
+            if t is str or t is int or t is float or t is bool or value is None:
+                out[k] = value
+            elif t is dict or t is list or t is tuple:
                 out[k] = self._clean(value, LOG_LABEL_BUDGET - 1)
             else:
-                out[k] = value
+                out[k] = self._clean_other(value, LOG_LABEL_BUDGET - 1)
         return out
+
+    def _clean_other(self, value: Any, budget: int) -> Any:
+        """Mappings and sets that are not dicts or lists: as the dict or list they hold."""
+        if isinstance(value, Mapping):
+            return self._clean(dict(value), budget)
+        if isinstance(value, (set, frozenset)):
+            return self._clean(list(value), budget)
+        return value  # serialized by its str()
 
     def _clean(self, value: Any, budget: int) -> Any:
         """``value`` is at ``budget``: its children are allowed ``budget - 1``."""
         if budget <= 0:
-            return truncate(dumps(value).decode(), 1024) if value else value
+            if not value:
+                return value
+            return truncate(dumps(self._redact(value, REDACT_DEPTH)).decode(), 1024)
         if isinstance(value, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for k, v in value.items():
-                key = k if type(k) is str else str(k)
+                key = k if type(k) is str else safe_str(k)
                 if self.sensitive(key):
                     out[key] = self.replacement
                 elif isinstance(v, (dict, list, tuple)):
                     out[key] = self._clean(v, budget - 1)
-                else:
+                elif isinstance(v, _SCALARS):
                     out[key] = v
+                else:
+                    out[key] = self._clean_other(v, budget - 1)
             return out
         return [
-            self._clean(v, budget - 1) if isinstance(v, (dict, list, tuple)) else v for v in value
+            self._clean(v, budget - 1)
+            if isinstance(v, (dict, list, tuple))
+            else (v if isinstance(v, _SCALARS) else self._clean_other(v, budget - 1))
+            for v in value
         ]
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
+from bisect import bisect_left
 from collections import deque
-from contextvars import ContextVar
+from contextvars import copy_context
 
 from faaslens.protocol import (
+    HISTOGRAM_BUCKETS,
     LEVEL_NAMES,
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
@@ -23,12 +26,14 @@ from faaslens.protocol import (
     MAX_METRIC_LABELS,
     MAX_METRICS,
 )
-from faaslens.shipper.wire import truncate
+from faaslens.shipper.state import current as _current
+from faaslens.shipper.state import current_invocation
+from faaslens.shipper.wire import safe_str, truncate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from contextvars import Token
+    from contextvars import Context, Token
     from typing import Any, Protocol
 
     from faaslens.shipper.context import InvocationInfo
@@ -45,11 +50,12 @@ if TYPE_CHECKING:
             execution_id: str | None,
         ) -> Invocation: ...
 
-        def _finish(self, inv: Invocation, exc: BaseException | None) -> None: ...
+        def _finish(
+            self, inv: Invocation, exc: BaseException | None, result: object = None
+        ) -> None: ...
 
 
-_current: ContextVar[Invocation | None] = ContextVar("faaslens_invocation", default=None)
-current_invocation = _current.get
+__all__ = ["Invocation", "InvocationScope", "current_invocation", "wrap_handler"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _CO_COROUTINE = 0x80
@@ -69,10 +75,14 @@ def valid_name(name: object) -> bool:
 
 
 class MetricBuffer:
-    """Custom metric objects carried with one record (at most 64).
+    """Custom metric objects carried with one record, aggregated per series, so the
+    number of updates does not matter: counters summed, gauges their last value,
+    histograms as counts per bucket (the worker's buckets, ``HISTOGRAM_BUCKETS``):
+    one object per bucket used, whose ``value`` is its largest observation and, past
+    one observation, ``count`` and ``sum`` say how many and their total.
 
-    Counters with the same name and labels are summed, gauges keep their last
-    value; each histogram observation is one object, as the protocol says.
+    At most 64 objects per record; updates that would need more are dropped and
+    counted in ``dropped`` (sent as ``faas.metrics_dropped``).
     """
 
     __slots__ = ("dropped", "items", "keyed")
@@ -83,21 +93,27 @@ class MetricBuffer:
         self.dropped = 0
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.items) or self.dropped > 0
 
     def add(
         self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
     ) -> None:
         """Record one update (name, labels and value already checked)."""
-        if kind != "histogram":
-            key = (kind, name, tuple(labels.items())) if labels else (kind, name)
-            entry = self.keyed.get(key)
-            if entry is not None:
-                if kind == "counter":
-                    entry["value"] += value
-                else:
-                    entry["value"] = value
-                return
+        key: tuple[Any, ...] = (kind, name, tuple(labels.items())) if labels else (kind, name)
+        if kind == "histogram":
+            key = (*key, bisect_left(HISTOGRAM_BUCKETS, value))
+        entry = self.keyed.get(key)
+        if entry is not None:
+            if kind == "counter":
+                entry["value"] += value
+            elif kind == "gauge":
+                entry["value"] = value
+            else:
+                # The first observation is the entry's value until a second one comes.
+                entry["sum"] = entry.get("sum", entry["value"]) + value
+                entry["count"] = entry.get("count", 1) + 1
+                entry["value"] = max(entry["value"], value)  # still inside the bucket
+            return
         if len(self.items) >= MAX_METRICS:
             self.dropped += 1
             return
@@ -107,8 +123,7 @@ class MetricBuffer:
         if unit:
             entry["unit"] = unit
         self.items.append(entry)
-        if kind != "histogram":
-            self.keyed[key] = entry
+        self.keyed[key] = entry
 
 
 def clean_metric_labels(labels: Mapping[str, object]) -> tuple[dict[str, str] | None, int]:
@@ -124,7 +139,7 @@ def clean_metric_labels(labels: Mapping[str, object]) -> tuple[dict[str, str] | 
         if len(out) >= MAX_METRIC_LABELS or not valid_name(key):
             dropped += 1
             continue
-        text = value if type(value) is str else str(value)
+        text = value if type(value) is str else safe_str(value)
         out[key] = truncate(text, MAX_METRIC_LABEL_VALUE) if len(text) > 64 else text
     return out or None, dropped
 
@@ -137,6 +152,7 @@ class Invocation:
     """
 
     __slots__ = (
+        "attempt",
         "coldstart",
         "deferred",
         "deferred_max",
@@ -148,6 +164,7 @@ class Invocation:
         "init_ns",
         "keep_level",
         "labels",
+        "limit_ms",
         "lines",
         "metrics",
         "name",
@@ -182,7 +199,9 @@ class Invocation:
         self.trigger = info.trigger
         self.name: str | None = None
         self.coldstart = False
+        self.attempt = 1  # > 1: the platform delivered this id before
         self.init_ns: int | None = None
+        self.limit_ms = 0  # the platform's time limit, when it states one (AWS)
         self.keep_level = keep_level
         self.lines: list[Line] = []
         self.sent = 0  # lines[:sent] already left, flushed while the invocation ran
@@ -228,7 +247,7 @@ class Invocation:
         if self.deferred is None:
             self.deferred = deque(maxlen=self.deferred_max)
         kv = {k: v for k, v in event_dict.items() if k not in _STRUCTLOG_OWN}
-        message = str(event_dict.get("event", ""))
+        message = safe_str(event_dict.get("event", ""))
         level = LEVEL_NAMES.get(levelno, "info")
         line: Line = (
             next(self.seq),
@@ -272,8 +291,8 @@ class Invocation:
             labels = self.labels = {}
         if key not in labels and len(labels) >= MAX_INV_LABELS:
             return
-        text = value if type(value) is str else str(value)
-        labels[str(key)] = truncate(text, MAX_INV_LABEL_VALUE)
+        text = value if type(value) is str else safe_str(value)
+        labels[key if type(key) is str else safe_str(key)] = truncate(text, MAX_INV_LABEL_VALUE)
 
     def add_metric(
         self, kind: str, name: str, value: float, labels: dict[str, str] | None, unit: str | None
@@ -307,28 +326,47 @@ def is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+_STRUCTLOG_CONTEXTVARS = "structlog.contextvars"
+
+
+def _run_in(inv: Invocation, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    _current.set(inv)
+    return fn(*args, **kwargs)
+
+
 def wrap_handler(
     host: _Host, fn: Callable[..., Any], name: str | None, trigger: str | None
 ) -> Callable[..., Any]:
-    """The instrumented handler: one record per call, the handler's outcome untouched."""
+    """The instrumented handler: one record per call, the handler's outcome untouched.
+
+    Once the application uses ``structlog.contextvars``, each call runs in a copy of
+    the caller's context: what the handler binds (``bind_contextvars``, or any other
+    ContextVar it sets) ends with its invocation, and what was bound before (at import
+    time) is seen by every invocation. Without it a call sets and resets only the
+    current invocation (~0.3 us cheaper: the hot path of most functions).
+    """
+    modules = sys.modules
     start = host._start
     finish = host._finish
-    current = _current
 
     if is_async(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            import asyncio
+
             inv = start(args, kwargs, name, trigger, None)
-            token = current.set(inv)
+            ctx = copy_context()
+            ctx.run(_current.set, inv)
             try:
-                result = await fn(*args, **kwargs)
+                # A task is the only way to await a coroutine in a context of its own.
+                result = await asyncio.get_running_loop().create_task(
+                    fn(*args, **kwargs), context=ctx
+                )
             except BaseException as exc:
-                _reset(token)
                 finish(inv, exc)
                 raise
-            _reset(token)
-            finish(inv, None)
+            finish(inv, None, result)
             return result
 
         return async_wrapper
@@ -336,18 +374,33 @@ def wrap_handler(
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         inv = start(args, kwargs, name, trigger, None)
-        token = current.set(inv)
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
+        if _STRUCTLOG_CONTEXTVARS in modules:
+            try:
+                result = copy_context().run(_run_in, inv, fn, args, kwargs)
+            except BaseException as exc:
+                finish(inv, exc)
+                raise
+        else:
+            token = _current.set(inv)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                _reset(token)
+                finish(inv, exc)
+                raise
             _reset(token)
-            finish(inv, exc)
-            raise
-        _reset(token)
-        finish(inv, None)
+        finish(inv, None, result)
         return result
 
     return wrapper
+
+
+def _restore_structlog_context(saved: Context) -> None:
+    """At the end of a ``with invocation()`` block (which cannot run in a context of its
+    own): undo what the block bound with ``structlog.contextvars``."""
+    for var, value in copy_context().items():
+        if var.name.startswith("structlog_") and saved.get(var, ...) is not value:
+            var.set(saved.get(var, ...))  # structlog's "unbound" is Ellipsis
 
 
 class InvocationScope:
@@ -364,6 +417,7 @@ class InvocationScope:
         "_inv",
         "_kwargs",
         "_name",
+        "_saved",
         "_token",
         "_trigger",
     )
@@ -385,12 +439,15 @@ class InvocationScope:
         self._execution_id = execution_id
         self._inv: Invocation | None = None
         self._token: Token[Invocation | None] | None = None
+        self._saved: Context | None = None
 
     def __enter__(self) -> Invocation:
         inv = self._host._start(
             self._args, self._kwargs, self._name, self._trigger, self._execution_id
         )
         self._inv = inv
+        if "structlog.contextvars" in sys.modules:
+            self._saved = copy_context()
         self._token = _current.set(inv)
         return inv
 
@@ -398,6 +455,9 @@ class InvocationScope:
         if self._token is not None:
             _reset(self._token)
             self._token = None
+        if self._saved is not None:
+            _restore_structlog_context(self._saved)
+            self._saved = None
         if self._inv is not None:
             self._host._finish(self._inv, exc)
             self._inv = None

@@ -25,6 +25,7 @@ class Stats:
         "bytes_sent",
         "dropped_lines",
         "dropped_metrics",
+        "frames_late",
         "frames_oversize",
         "frames_sent",
         "internal_errors",
@@ -44,6 +45,7 @@ class Stats:
         self.dropped_metrics = 0  # bad values, bad labels, or over 64 per record
         self.frames_oversize = 0  # frames over the datagram size (one large event)
         self.frames_sent = 0
+        self.frames_late = 0  # TCP: written after being counted in send_errors
         self.internal_errors = 0  # the shipper's own failures, swallowed
         self.invocations = 0
         self.lines = 0
@@ -70,6 +72,9 @@ class Transport:
 
     def close(self) -> None:  # pragma: no cover - interface
         """Release the socket."""
+
+    def after_fork(self, stats: Stats) -> None:  # pragma: no cover - interface
+        """In a forked child: count into ``stats`` from now on; leave the parent's socket."""
 
 
 class UdpTransport(Transport):
@@ -130,12 +135,23 @@ class UdpTransport(Transport):
             self._sock.close()
             self._sock = None
 
+    def after_fork(self, stats: Stats) -> None:
+        """In a forked child: a socket of its own on the next send."""
+        self.close()  # the child's copy of the descriptor: the parent's stays open
+        self._next_try = 0.0
+        self.stats = stats
+
 
 class TcpTransport(Transport):
     """Frames separated by LF on one connection, reconnecting with backoff.
 
-    While the connection is down, frames wait in a bounded queue (oldest
-    dropped and counted) and go first once it is back.
+    Nothing is counted as sent that was not written to a live connection: before
+    writing, a connection the worker closed (a restart sends FIN) is noticed and
+    replaced at once, within the connect timeout. Frames that cannot be written
+    before ``send`` returns (the collector is away, or inside the reconnect backoff)
+    are counted in ``send_errors`` when their invocation ends: a frozen sandbox may
+    never run again. They wait in a bounded queue (oldest dropped) and go first on
+    a later send; one written then also counts in ``frames_late``.
     """
 
     __slots__ = (
@@ -146,6 +162,7 @@ class TcpTransport(Transport):
         "_pending_max",
         "_sock",
         "_timeout",
+        "_unreported",
         "stats",
     )
 
@@ -155,7 +172,9 @@ class TcpTransport(Transport):
         self._addr = (host, port)
         self._timeout = timeout
         self._sock: socket.socket | None = None
+        # Waiting frames; the newest `_unreported` of them not yet counted as errors.
         self._pending: deque[bytes] = deque()
+        self._unreported = 0
         self._pending_max = pending_max
         self._next_try = 0.0
         # One function's reconnects need no jitter: 0.1 s doubling up to 30 s.
@@ -177,21 +196,55 @@ class TcpTransport(Transport):
         self._sock = sock
         return sock
 
+    def _live(self, sock: socket.socket) -> bool:
+        """Whether the worker still holds the connection. It never sends: readable
+        means closed (EOF, or a reset). A poll with no wait, not a read: a socket with
+        a timeout would wait that long for data that never comes."""
+        import select
+
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return True
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
+
     def _queue(self, frame: bytes) -> None:
-        if len(self._pending) >= self._pending_max:
-            self._pending.popleft()
+        pending = self._pending
+        if len(pending) >= self._pending_max:
+            pending.popleft()
             self.stats.tcp_dropped += 1
-            self.stats.send_errors += 1
-        self._pending.append(frame)
+            if len(pending) < self._unreported:  # dropped before being counted
+                self._unreported -= 1
+                self.stats.send_errors += 1
+        pending.append(frame)
+        self._unreported += 1
 
     def send(self, frames: Iterable[bytes]) -> None:
-        """Send frames (after any waiting ones), each followed by LF."""
+        """Write frames (after any waiting ones), each followed by LF; count those that
+        could not be written now as send errors."""
         for frame in frames:
             self._queue(frame)
-        sock = self._sock or self._connect()
-        if sock is None:
+        if not self._pending:
             return
+        sock = self._sock
+        if sock is not None and not self._live(sock):
+            self.close()  # the worker went away since the last send: reconnect right now
+            self._next_try = 0.0
+            sock = None
+        if sock is None:
+            sock = self._connect()
+        if sock is not None:
+            self._write(sock)
+        stats = self.stats
+        stats.send_errors += self._unreported
+        self._unreported = 0
+
+    def _write(self, sock: socket.socket) -> None:
         pending = self._pending
+        stats = self.stats
         while pending:
             frame = pending[0]
             try:
@@ -199,13 +252,16 @@ class TcpTransport(Transport):
             except OSError:
                 # A partial frame may have gone out: the worker drops what follows
                 # no LF when the connection closes; this frame is resent whole.
-                self.stats.send_errors += 1
                 self.close()
                 self._next_try = time.monotonic() + self._backoff.next()
                 return
             pending.popleft()
-            self.stats.frames_sent += 1
-            self.stats.bytes_sent += len(frame) + 1
+            if len(pending) < self._unreported:
+                self._unreported -= 1
+            else:
+                stats.frames_late += 1  # counted as an error when its invocation ended
+            stats.frames_sent += 1
+            stats.bytes_sent += len(frame) + 1
 
     def close(self) -> None:
         """Close the connection (frames still waiting stay queued)."""
@@ -214,6 +270,16 @@ class TcpTransport(Transport):
                 self._sock.close()
             finally:
                 self._sock = None
+
+    def after_fork(self, stats: Stats) -> None:
+        """In a forked child: its own connection on the next send; the parent's queued
+        frames are the parent's to send."""
+        self.close()  # the child's copy of the descriptor: no FIN while the parent holds it
+        self._pending.clear()
+        self._unreported = 0
+        self._next_try = 0.0
+        self._backoff.reset()
+        self.stats = stats
 
 
 def make_transport(scheme: str, host: str, port: int, stats: Stats, timeout: float) -> Transport:

@@ -7,6 +7,7 @@ list; the resource block is serialized once per process and spliced in.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import orjson
@@ -24,6 +25,11 @@ LOG_LABEL_BUDGET = LOG_LABELS_DEPTH - 1  # nesting allowed below the labels obje
 _NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # slower: only on the fallback path
 
 
+_MARKER_BYTES = len(MARKER.encode())
+STACK_MARKER = "  …[{} frames omitted]\n"
+_STACK_MARKER_HEAD = "  …["
+
+
 def truncate(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, ending with the marker when cut."""
     if len(text) <= limit:
@@ -31,40 +37,143 @@ def truncate(text: str, limit: int) -> str:
     return text[: max(0, limit - len(MARKER))] + MARKER
 
 
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (a lone surrogate counts the 3 bytes of its U+FFFD)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def truncate_bytes(text: str, max_bytes: int) -> str:
+    """``text`` cut on a UTF-8 boundary to at most ``max_bytes`` bytes, marker included.
+
+    Keeps as much as fits: a 4-byte character is never split, nor counted as one byte.
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    # 'ignore' drops the partial character left at the cut.
+    return data[: max(0, max_bytes - _MARKER_BYTES)].decode("utf-8", "ignore") + MARKER
+
+
+def _size(text: str, in_bytes: bool) -> int:
+    return utf8_size(text) if in_bytes else len(text)
+
+
+def _cut(text: str, limit: int, in_bytes: bool) -> str:
+    return truncate_bytes(text, limit) if in_bytes else truncate(text, limit)
+
+
+def shrink_stack(text: str, limit: int, *, in_bytes: bool = False) -> str:
+    """A Python traceback within ``limit`` characters (or UTF-8 bytes), keeping what
+    explains the error: the header line, the innermost frames and the exception line
+    (itself cut when it alone would take more than half). Middle frames are dropped
+    with a ``…[N frames omitted]`` line. Text that is not a traceback is cut at its end.
+    """
+    if _size(text, in_bytes) <= limit:
+        return text
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if not starts:
+        return _cut(text, limit, in_bytes)
+    end = starts[-1] + 1  # the exception's text follows the last frame's indented lines
+    while end < len(lines) and lines[end].startswith("    "):
+        end += 1
+    # A trace cut before (by errors.stack_trace, then to fit a frame) keeps one marker.
+    omitted = 0
+    head_lines = []
+    for line in lines[: starts[0]]:
+        if line.startswith(_STACK_MARKER_HEAD) and line.endswith(" frames omitted]\n"):
+            omitted += int(line[len(_STACK_MARKER_HEAD) :].split(" ", 1)[0])
+        else:
+            head_lines.append(line)
+    head = "".join(head_lines)
+    tail = "".join(lines[end:])
+    marker_room = len(STACK_MARKER) + 8
+    tail = _cut(tail, max(limit // 2, _MARKER_BYTES), in_bytes)
+    room = limit - _size(head, in_bytes) - _size(tail, in_bytes) - marker_room
+    if room < 0:  # not even the header fits beside the exception: keep the exception
+        return _cut(tail, limit, in_bytes)
+    bounds = [*starts, end]
+    blocks = ["".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
+    kept: list[str] = []
+    for block in reversed(blocks):
+        size = _size(block, in_bytes)
+        if size > room:
+            break
+        kept.append(block)
+        room -= size
+    omitted += len(blocks) - len(kept)
+    middle = STACK_MARKER.format(omitted) if omitted else ""
+    return head + middle + "".join(reversed(kept)) + tail
+
+
+def safe_str(obj: object) -> str:
+    """``str(obj)``, or ``<unprintable T>`` when the object's ``__str__`` raises."""
+    try:
+        text = str(obj)
+    except Exception:  # a user's __str__ that raises
+        return f"<unprintable {type(obj).__name__}>"
+    return text if type(text) is str else f"<unprintable {type(obj).__name__}>"
+
+
+def clean_text(text: str) -> str:
+    """``text`` with each lone surrogate (a non-UTF-8 file name decoded with
+    ``surrogateescape``, a half emoji) replaced by U+FFFD: JSON text must be UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        import re
+
+        return re.sub("[\ud800-\udfff]", "\ufffd", text)
+    return text
+
+
 def _fallback(obj: object) -> object:
     """orjson's hook for types it does not know: sets become lists, the rest str()."""
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
-    try:
-        return str(obj)
-    except Exception:  # a user's __str__ that raises
-        return f"<unprintable {type(obj).__name__}>"
+    return safe_str(obj)
 
 
 def _plain(obj: object, depth: int = 0) -> object:
-    """A JSON-safe copy for what orjson refuses (ints over 64 bits, cycles, deep nesting)."""
+    """A JSON-safe copy for what orjson refuses: ints over 64 bits, cycles, deep nesting,
+    and strings (values or keys) that are not valid UTF-8."""
     if depth > 32:
         return "<too deep>"
+    if isinstance(obj, str):
+        return clean_text(obj)
     if isinstance(obj, dict):
-        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
+        return {clean_text(safe_str(k)): _plain(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [_plain(v, depth + 1) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+    if isinstance(obj, bool) or obj is None:
         return obj
     if isinstance(obj, int):
         return obj if -(1 << 63) <= obj < (1 << 64) else str(obj)
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
-    return _fallback(obj)
+    return _plain(_fallback(obj), depth + 1)
 
 
 def dumps(obj: object) -> bytes:
-    """orjson.dumps that never raises on user data."""
+    """orjson.dumps that never raises on user data: strings that are not UTF-8 get U+FFFD
+    in place of their lone surrogates, unknown objects their ``str()``."""
     try:
         data: bytes = orjson.dumps(obj, default=_fallback)
-    except TypeError:  # non-str keys, ints over 64 bits, cycles
+    except TypeError:  # non-str keys, ints over 64 bits, cycles, lone surrogates
         data = orjson.dumps(_plain(obj), default=_fallback, option=_NON_STR_KEYS)
     return data
+
+
+def _shrink_labels(labels: Any, excess: int) -> Any:
+    """Labels ``excess`` bytes smaller: their longest string value cut on a UTF-8
+    boundary; when the bulk is not one string, a marker in place of them all."""
+    if type(labels) is dict:
+        sizes = {k: utf8_size(v) for k, v in labels.items() if type(v) is str}
+        longest = max(sizes, key=sizes.__getitem__, default=None)
+        if longest is not None and sizes[longest] - _MARKER_BYTES > excess:
+            cut = truncate_bytes(labels[longest], sizes[longest] - excess - 16)
+            return {**labels, longest: cut}
+    return {"_dropped": "labels too large for one frame"}
 
 
 class Signer:
@@ -150,23 +259,26 @@ class Packer:
 
     @staticmethod
     def _shrink(ev: dict[str, Any], budget: int) -> bytes:
-        """Cut the longest strings of one event until it fits ``budget`` bytes."""
+        """Cut the longest strings of one event (in UTF-8 bytes, on character boundaries)
+        until it fits ``budget`` bytes; a stack trace keeps its innermost frames."""
         ev = dict(ev)
         data = dumps(ev)
         for _ in range(64):
             if len(data) <= budget:
                 return data
-            longest = max(
-                (k for k in ev if isinstance(ev[k], str)),
-                key=lambda k: len(ev[k]),
-                default=None,
-            )
-            if "labels" in ev and (longest is None or len(dumps(ev["labels"])) > len(ev[longest])):
-                ev["labels"] = {"_dropped": "labels too large for one frame"}
-            elif longest is not None:
-                excess = len(data) - budget
+            sizes = {k: utf8_size(v) for k, v in ev.items() if type(v) is str}
+            longest = max(sizes, key=sizes.__getitem__, default=None)
+            if "labels" in ev and (longest is None or len(dumps(ev["labels"])) > sizes[longest]):
+                ev["labels"] = _shrink_labels(ev["labels"], len(data) - budget)
+            elif longest is not None and sizes[longest] > _MARKER_BYTES:
+                # JSON escapes make the text longer on the wire than in UTF-8: cut a
+                # little more than the excess; the loop takes another pass if needed.
+                target = max(_MARKER_BYTES, sizes[longest] - (len(data) - budget) - 16)
                 text = ev[longest]
-                ev[longest] = truncate(text, max(len(MARKER), len(text) - excess - 16))
+                if longest == "error.stack_trace":
+                    ev[longest] = shrink_stack(text, target, in_bytes=True)
+                else:
+                    ev[longest] = truncate_bytes(text, target)
             else:
                 break
             data = dumps(ev)

@@ -24,6 +24,9 @@ from typing import Any
 
 import pytest
 
+from devkit.stack import run_stack
+from tests.runtimes import GcpRuntime, LambdaRuntime, runtimes
+from tests.runtimes import Receiver as UdpReceiver
 from tests.support import Prometheus, delete_es_prefix, http_json, poll_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,6 +123,32 @@ def es_prefix(es_url: str) -> Iterator[str]:
     prefix = "t" + secrets.token_hex(4)
     yield prefix
     delete_es_prefix(es_url, prefix)
+
+
+def _stack_node(service: str) -> list[dict[str, Any]]:
+    """Start a test node of ``scripts/stack`` (a no-op when it runs) and return its status.
+
+    Started once per run (``scripts/test`` starts them up front; a node left running from
+    an earlier run is reused); its own port and state directory, never the shared node's.
+    """
+    run_stack("up", service)
+    return run_stack("status", service)
+
+
+@pytest.fixture(scope="session")
+def es_secure() -> dict[str, Any]:
+    """The secured node: ``url``, ``ca_certs``, ``fingerprint``, ``admin`` / ``writer`` /
+    ``reader`` (``username``, ``password``, ``role``) and the worker's ``api_key``
+    (``id``, ``encoded``) made by ``scripts/stack`` with the writer role only."""
+    (node,) = _stack_node("es-secure")
+    creds: dict[str, Any] = json.loads(Path(node["credentials"]).read_text())
+    return creds
+
+
+@pytest.fixture(scope="session")
+def es_cluster() -> list[str]:
+    """URLs of the 2-node test cluster (node 1 master + data, node 2 data only)."""
+    return [node["url"] for node in _stack_node("es-cluster")]
 
 
 # ---------------------------------------------------------------- Prometheus
@@ -234,3 +263,30 @@ def _prometheus_container(workdir: Path, rule_files: list[str], port: int) -> It
         yield Prometheus(url, workdir / "targets.json")
     finally:
         container.stop()
+
+
+# ---------------------------------------------------------------- real function runtimes
+
+
+@pytest.fixture
+def udp_receiver() -> Iterator[UdpReceiver]:
+    """A UDP socket collecting the frames a shipper in another process sends."""
+    rx = UdpReceiver()
+    try:
+        yield rx
+    finally:
+        rx.close()
+
+
+@pytest.fixture
+def lambda_runtime(tmp_path: Path) -> Iterator[Callable[..., LambdaRuntime]]:
+    """``start(source, env={...}, timeout_s=3, handler="app.handler") -> LambdaRuntime``:
+    the module ``source`` under the Lambda emulator + awslambdaric; stopped afterwards."""
+    yield from runtimes(tmp_path, "lambda")
+
+
+@pytest.fixture
+def gcp_runtime(tmp_path: Path) -> Iterator[Callable[..., GcpRuntime]]:
+    """``start(source, target=, signature="http"|"cloudevent", env={...}) -> GcpRuntime``:
+    the module ``source`` served by functions-framework; stopped afterwards."""
+    yield from runtimes(tmp_path, "gcp")

@@ -22,9 +22,12 @@ from faaslens.commandline import (
     EXIT_OK,
     EXIT_USAGE,
     Parser,
+    bounded,
     fail,
+    non_empty,
 )
 from faaslens.ingest.config import ConfigError, add_arguments, load_config
+from faaslens.protocol import MAX_EXECUTION_ID
 
 PROG = "faaslens query"
 TIME_HELP = "15m, 2h, 7d (that long ago) or an ISO 8601 time"
@@ -37,11 +40,20 @@ def _window_and_limit(parser: argparse.ArgumentParser, since: str, limit: int, w
     parser.add_argument("--until", help=f"to: {TIME_HELP} (default: now)")
     parser.add_argument(
         "--limit",
-        type=int,
+        type=bounded(int, 1),
         default=limit,
         metavar="N",
         help=f"{what} listed, at most (default: {limit})",
     )
+
+
+def _invocation_id(text: str) -> str:
+    """An argparse ``type``: an id the protocol allows (a longer one was never stored)."""
+    if len(non_empty(text)) > MAX_EXECUTION_ID:
+        raise argparse.ArgumentTypeError(
+            f"{len(text)} characters: invocation ids have at most {MAX_EXECUTION_ID}"
+        )
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         help="one invocation: record, log lines in order, errors",
         description="One invocation: its record, its log lines in order, its errors.",
     )
-    one.add_argument("invocation_id", help="faas.execution, as the platform gave it")
+    one.add_argument(
+        "invocation_id",
+        type=_invocation_id,
+        help=f"faas.execution, as the platform gave it (1-{MAX_EXECUTION_ID} characters)",
+    )
 
     many = sub.add_parser(
         "invocations",
@@ -85,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     many.add_argument(
         "--min-duration",
-        type=float,
+        type=bounded(float, 0),
         metavar="MS",
         help="handler duration of at least this many milliseconds (default: any)",
     )
@@ -104,6 +120,18 @@ def _parser() -> argparse.ArgumentParser:
         "--type", dest="error_type", metavar="TYPE", help="error.type, exactly (default: any)"
     )
     _window_and_limit(errs, since="24h", limit=20, what="error fingerprints")
+
+    loss = sub.add_parser(
+        "loss",
+        parents=[common],
+        help="frames senders sent that never reached Elasticsearch, across all workers",
+        description="Per function and per sender, the frames missing between the first and "
+        "the last sequence number stored in the window, whichever worker took them "
+        "(docs/reading.md, 'Loss across workers and restarts').",
+    )
+    loss.add_argument("--function", metavar="NAME", help="faas.name, exactly (default: any)")
+    loss.add_argument("--since", default="1h", help=f"from: {TIME_HELP} (default: 1h)")
+    loss.add_argument("--until", help=f"to: {TIME_HELP} (default: now)")
     return parser
 
 
@@ -128,8 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         until = parse_time(args.until) if getattr(args, "until", None) else None
     except TimeSpecError as exc:
         parser.error(str(exc))
-    if getattr(args, "limit", 1) < 1:
-        parser.error("--limit must be at least 1")
+    if since is not None and until is not None and until <= since:
+        parser.error(f"--until ({args.until}) is not after --since ({args.since})")
 
     # After the arguments are checked: these bring the Elasticsearch client (~0.5 s).
     from faaslens.query import render
@@ -137,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     url, prefix = config.es_url, config.es_index_prefix
     try:
-        with QueryClient(url, prefix, timeout_s=config.es_request_timeout_s) as client:
+        # The whole config: its nodes, TLS settings and credentials, as the worker uses them.
+        with QueryClient(config, prefix, timeout_s=config.es_request_timeout_s) as client:
             if args.command == "invocation":
                 view = client.invocation(args.invocation_id)
                 if not view.found:
@@ -169,6 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _print_json(docs)
                 else:
                     print(render.invocations_table(docs))
+                return EXIT_OK
+
+            if args.command == "loss":
+                report = client.loss(since_ms=since, until_ms=until, function=args.function)
+                if not report.senders:
+                    return fail(PROG, "no frames in the window", EXIT_EMPTY)
+                if args.json:
+                    _print_json(report.as_json())
+                else:
+                    print(render.loss_table(report))
                 return EXIT_OK
 
             groups = client.errors(

@@ -13,10 +13,16 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from faaslens.ingest.config import IngestConfig, connection
+from faaslens.ingest.sink_es.client import explain, make_sync_client
+from faaslens.query.loss import LossReport, pages
+
 Json = dict[str, Any]
 
 #: At most this many log lines are returned for one invocation.
 MAX_LOG_LINES = 10_000
+# Attempts of one invocation id shown by a lookup (the protocol allows up to 1,000).
+MAX_ATTEMPTS = 100
 #: Fields of an invocation record shown in listings (the full record is in the lookup).
 LIST_FIELDS = (
     "@timestamp",
@@ -44,9 +50,11 @@ class InvocationView:
     """Everything recorded about one invocation."""
 
     invocation_id: str
-    record: Json | None
-    logs: list[Json] = field(default_factory=list)
+    record: Json | None  # the latest attempt's
+    logs: list[Json] = field(default_factory=list)  # every attempt's, attempt by attempt
     errors: list[Json] = field(default_factory=list)
+    # Every attempt's record (platforms redeliver with the same id), first to last.
+    attempts: list[Json] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -56,6 +64,7 @@ class InvocationView:
         return {
             "invocation_id": self.invocation_id,
             "invocation": self.record,
+            "attempts": self.attempts,
             "logs": self.logs,
             "errors": self.errors,
         }
@@ -116,12 +125,20 @@ def invocation_searches(prefix: str, invocation_id: str) -> list[Json]:
     by_id = {"bool": {"filter": [{"term": {"faas.execution": invocation_id}}]}}
     return [
         {"index": f"{prefix}-invocations-*", "ignore_unavailable": True},
-        {"query": by_id, "size": 1},
+        {
+            "query": by_id,
+            "size": MAX_ATTEMPTS,
+            "sort": [
+                {"faas.attempt": {"order": "asc", "unmapped_type": "long", "missing": "_first"}},
+                {"@timestamp": {"order": "asc"}},
+            ],
+        },
         {"index": f"{prefix}-logs-*", "ignore_unavailable": True},
         {
             "query": by_id,
             "size": MAX_LOG_LINES,
             "sort": [
+                {"faas.attempt": {"order": "asc", "unmapped_type": "long", "missing": "_first"}},
                 {"event.sequence": {"order": "asc", "unmapped_type": "long"}},
                 {"@timestamp": {"order": "asc", "unmapped_type": "date"}},
             ],
@@ -254,15 +271,25 @@ class QueryClient:
 
     def __init__(
         self,
-        es_url: str,
+        es_url: str | IngestConfig,
         index_prefix: str = "faaslens",
         *,
         timeout_s: float = 10.0,
         client: Elasticsearch | None = None,
     ) -> None:
-        self.es_url = es_url
+        """``es_url``: a URL, or the worker's configuration, whose connection settings
+        (nodes, TLS, credentials) are then used as they are.
+
+        Raises:
+            QueryError: the connection settings do not fit together.
+        """
+        config = IngestConfig(es_url=es_url) if isinstance(es_url, str) else es_url
+        try:
+            self.es_url = connection(config).endpoint
+            self._es = client or make_sync_client(config, timeout_s)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from None
         self.prefix = index_prefix
-        self._es = client or Elasticsearch(es_url, request_timeout=timeout_s, max_retries=1)
 
     def close(self) -> None:
         self._es.close()
@@ -277,10 +304,11 @@ class QueryClient:
         try:
             result = fn(**kwargs)
         except ApiError as exc:
+            if exc.meta.status in (401, 403):  # say which credentials or privilege
+                raise QueryError(explain(exc, self.es_url)[1]) from exc
             raise QueryError(f"Elasticsearch refused the {what} query: {exc.message}") from exc
-        except TransportError as exc:
-            reason = str(exc.message).rsplit(": ", 1)[-1]
-            raise QueryError(f"cannot reach Elasticsearch at {self.es_url} ({reason})") from exc
+        except (TransportError, OSError) as exc:
+            raise QueryError(explain(exc, self.es_url)[1]) from exc
         body: Json = result.body
         return body
 
@@ -299,7 +327,8 @@ class QueryClient:
         records = _sources(responses[0])
         return InvocationView(
             invocation_id=invocation_id,
-            record=records[0] if records else None,
+            record=records[-1] if records else None,
+            attempts=records,
             logs=_sources(responses[1]),
             errors=_sources(responses[2]),
         )
@@ -343,3 +372,21 @@ class QueryClient:
         if "aggregations" not in body:  # no index matched at all
             return []
         return parse_error_groups(body)
+
+    def loss(
+        self, *, since_ms: int | None, until_ms: int | None = None, function: str | None = None
+    ) -> LossReport:
+        """The loss ledger of the window, per sender (see :mod:`faaslens.query.loss`)."""
+
+        def search(body: Json) -> Json:
+            return self._call(
+                "loss",
+                self._es.search,
+                index=f"{self.prefix}-invocations-*,{self.prefix}-logs-*",
+                body=body,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+
+        senders = pages(search, since_ms=since_ms, until_ms=until_ms, function=function)
+        return LossReport(sorted(senders, key=lambda s: (-s.missing, s.function, s.src)))

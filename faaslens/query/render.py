@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from faaslens.query.client import ErrorGroup, InvocationView
+from faaslens.query.loss import LossReport
 from faaslens.query.timespec import format_ms
 
 Json = dict[str, Any]
@@ -115,6 +116,13 @@ def invocation_view(view: InvocationView, width: int | None = None) -> str:
             parts.append(f"{'labels'.ljust(8)}  {one_line(view.record['labels'])}")
         if stack:
             parts += ["", "stack trace:", str(stack).rstrip()]
+        if len(view.attempts) > 1:
+            parts += ["", f"attempts ({len(view.attempts)}; the latest shown above)"]
+            parts += [
+                f"  {one_line(a.get('faas.attempt', 1))}  {format_ms(a.get('@timestamp'))}  "
+                f"{one_line(a.get('event.outcome'))}  {one_line(a.get('error.type', ''))}"
+                for a in view.attempts
+            ]
     parts += ["", f"logs ({len(view.logs)} lines)"]
     if view.logs:
         rows = [
@@ -181,3 +189,25 @@ def errors_table(groups: Sequence[ErrorGroup], width: int | None = None) -> str:
         for g in groups
     ]
     return table(headers, rows, width)
+
+
+def loss_table(report: LossReport, width: int | None = None) -> str:
+    """Per function, then per sender with losses: frames stored and missing."""
+    per_function = [
+        (name, str(stored), str(missing), f"{100 * missing / max(1, stored + missing):.3f}%")
+        for name, (stored, missing) in sorted(report.by_function().items())
+    ]
+    out = [table(("function", "frames stored", "missing", "lost"), per_function, width)]
+    lossy = [s for s in report.senders if s.missing]
+    if lossy:
+        rows = [
+            (s.function, s.src, f"{s.first_seq}..{s.last_seq}", str(s.stored), str(s.missing))
+            for s in lossy
+        ]
+        out += ["", table(("function", "sender", "seq", "stored", "missing"), rows, width)]
+    out += [
+        "",
+        f"{len(report.senders)} senders; not judged: frames before the first or after the last "
+        "sequence number seen per sender in the window.",
+    ]
+    return "\n".join(out)

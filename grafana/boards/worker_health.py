@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grafana_foundation_sdk.builders import prometheus
 
 from grafana.kit import (
@@ -25,6 +27,14 @@ def _series(metric: str, legend: str, by: str = "") -> prometheus.Dataquery:
     return prom(rate(metric, by=by, selector=INST), legend)
 
 
+def _net_lost(func: Callable[..., str], window: str | None) -> str:
+    """Sequence gaps minus the late frames that filled them (both counters only grow)."""
+    args = (window,) if window else ()
+    gaps = func("faaslens_frames_lost_total", *args, by="", selector=INST)
+    late = func("faaslens_frames_late_total", *args, by="", selector=INST)
+    return f"{gaps} - {late}"
+
+
 def build() -> Board:
     board = Board(UID_WORKER, "faaslens / Worker health", time_from="now-1h")
     board.variables(
@@ -42,7 +52,7 @@ def build() -> Board:
         stat("Spool size", prom(spool, "spool"), unit="bytes"),
         stat(
             "Frames lost (range)",
-            prom(increase("faaslens_frames_lost_total", "$__range", by="", selector=INST), "lost"),
+            prom(_net_lost(increase, "$__range"), "lost"),
             unit="short",
         ),
         timeseries(
@@ -68,16 +78,22 @@ def build() -> Board:
         timeseries(
             "Lost",
             [
-                _series("faaslens_frames_lost_total", "frames lost (sequence gaps)"),
-                _series("faaslens_udp_receive_buffer_drops_total", "UDP receive buffer drops"),
+                prom(
+                    _net_lost(rate, None),
+                    "lost before the worker (sequence gaps, net of late frames)",
+                ),
                 _series(
                     "faaslens_frames_dropped_total",
-                    "dropped before validation ({{reason}})",
+                    "dropped by the worker ({{reason}})",
                     by="reason",
                 ),
+                _series("faaslens_udp_receive_buffer_drops_total", "of the gaps: kernel buffer"),
             ],
-            description="Sequence gaps seen per sender, datagrams the kernel dropped "
-            "because the socket buffer was full, and frames the worker dropped (queue full).",
+            description="Frames that never reached the worker (sequence gaps, net of late "
+            "frames) and frames the worker dropped itself are disjoint: their sum is what "
+            "this worker lost. Kernel receive buffer drops are part of the gaps, not in "
+            "addition. Gaps are exact only while each sender reaches one worker; across "
+            "workers and restarts use `faaslens query loss`.",
         ),
         timeseries(
             "Indexed / failed documents",

@@ -25,7 +25,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = ("mapping", "validation", "other")
 RETRY_REASONS: tuple[str, ...] = (
     "too_many_requests",
     "server_error",
-    "forbidden",
+    "authentication",  # 401: wrong or expired credentials
+    "forbidden",  # 403: a missing privilege, or a cluster block
     "connection",
     "timeout",
 )
@@ -99,7 +100,9 @@ def retry_reason(status: int) -> str:
     """The bounded retry reason for a retryable HTTP status."""
     if status == 429:
         return "too_many_requests"
-    if status in (401, 403):
+    if status == 401:
+        return "authentication"
+    if status == 403:
         return "forbidden"
     if status == 408:
         return "timeout"

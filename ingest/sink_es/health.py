@@ -19,6 +19,7 @@ from elasticsearch import ApiError
 from faaslens.backoff import Backoff
 from faaslens.ingest.aio import wait_event
 from faaslens.ingest.sink_es.bulk import classify_status
+from faaslens.ingest.sink_es.client import explain
 from faaslens.ingest.sink_es.metrics import SinkMetrics
 
 log = structlog.get_logger("faaslens.sink_es")
@@ -41,16 +42,30 @@ class Health:
         self.up = False
         self.templates_ok = False
         self.wake = asyncio.Event()
+        self._last_failure = ""
 
     @property
     def writable(self) -> bool:
         """Answering, with the templates installed."""
         return self.up and self.templates_ok
 
+    def failed(self, exc: BaseException, next_probe_s: float | None = None) -> str:
+        """A probe or template install failed: count it by reason, log the one-line
+        explanation when it differs from the last one, mark Elasticsearch down.
+        Returns the bounded reason."""
+        reason, line = explain(exc, self.endpoint)
+        self.metrics.connect_failures_by_reason[reason].inc()
+        if line != self._last_failure:
+            self._last_failure = line
+            log.warning("es_unavailable", reason=reason, error=line, next_probe_s=next_probe_s)
+        self.set(False)
+        return reason
+
     def set(self, up: bool) -> None:
         """Record an answer (True) or its absence (False); logs each change once."""
         if up != self.up:
             if up:
+                self._last_failure = ""
                 log.info("es_up", url=self.endpoint)
             else:
                 log.warning("es_down", url=self.endpoint)
@@ -94,13 +109,13 @@ class Supervisor:
                     await self._connect()
                     self._backoff.reset()
                 except PROBE_ERRORS as exc:
-                    health.set(False)
                     delay = self._backoff.next()
                     if isinstance(exc, ApiError) and classify_status(exc.meta.status) == "dead":
                         # Answering but refusing the templates: nothing will be sent until fixed.
                         log.error("es_templates_refused", status=exc.meta.status, error=str(exc))
+                        health.set(False)
                     else:
-                        log.debug("es_probe_failed", error=str(exc), next_probe_s=round(delay, 3))
+                        health.failed(exc, round(delay, 3))
                     await asyncio.sleep(delay)
                     continue
             if self._has_backlog():
@@ -120,8 +135,8 @@ class Supervisor:
                 continue
             try:  # idle: a cheap probe keeps `ready` and the gauge truthful
                 await self._probe()
-            except PROBE_ERRORS:
-                health.set(False)
+            except PROBE_ERRORS as exc:
+                health.failed(exc)
 
 
 def log_supervisor_end(task: asyncio.Task[None]) -> None:

@@ -7,6 +7,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from faaslens.ingest.sink_es.bulk import DEAD_LETTER_REASONS, RETRY_REASONS
 from faaslens.protocol import INDEX_KINDS
 
+# Bounded values of faaslens_es_connect_failures_total's reason (client.explain's reasons).
+CONNECT_FAILURE_REASONS = (
+    "authentication",
+    "authorization",
+    "tls",
+    "timeout",
+    "connection",
+    "http",
+    "transport",
+)
+
 # Bounded values of faaslens_docs_failed_total's `reason` label.
 FAILED_REASONS: tuple[str, ...] = (*DEAD_LETTER_REASONS, "spool_full", "spool_io")
 
@@ -65,6 +76,16 @@ class SinkMetrics:
             "Spool segments with an unreadable tail (a crash mid-append).",
             registry=registry,
         )
+        self.connect_failures = Counter(
+            "faaslens_es_connect_failures_total",
+            "Probes and template installs Elasticsearch did not answer or refused, by reason"
+            " (authentication, authorization, tls, timeout, connection, http, transport).",
+            ["reason"],
+            registry=registry,
+        )
+        self.connect_failures_by_reason = {
+            r: self.connect_failures.labels(r) for r in CONNECT_FAILURE_REASONS
+        }
         self.es_up = Gauge(
             "faaslens_es_up", "1 when Elasticsearch answered the last request.", registry=registry
         )

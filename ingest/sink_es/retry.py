@@ -29,6 +29,7 @@ from faaslens.ingest.sink_es.bulk import (
     classify_status,
     retry_reason,
 )
+from faaslens.ingest.sink_es.client import explain
 
 # Only what classification needs: the response of a 2000-document bulk stays small.
 BULK_FILTER_PATH = "errors,items.*.status,items.*.error"
@@ -48,9 +49,14 @@ class Retryable(Exception):
 
 
 async def send_once(
-    client: AsyncElasticsearch, docs: Sequence[Doc], prefix: str, duration: Histogram
+    client: AsyncElasticsearch,
+    docs: Sequence[Doc],
+    prefix: str,
+    duration: Histogram,
+    endpoint: str = "",
 ) -> BulkOutcome:
-    """One bulk request of ``docs``, its items classified.
+    """One bulk request of ``docs``, its items classified (``endpoint``: the nodes as
+    shown in messages).
 
     Raises:
         Retryable: the whole request failed and may pass later.
@@ -66,8 +72,13 @@ async def send_once(
         raise Retryable("connection", True, str(exc)) from exc
     except ApiError as exc:
         status = exc.meta.status
+        if status == 401:
+            # Credentials refused: nothing will pass until they are fixed, so later batches
+            # go straight to the spool while the supervisor keeps probing (counted, logged).
+            raise Retryable(retry_reason(status), True, explain(exc, endpoint)[1]) from exc
         if classify_status(status) == "retry":
-            raise Retryable(retry_reason(status), False, str(exc)) from exc
+            detail = explain(exc, endpoint)[1] if status == 403 else str(exc)
+            raise Retryable(retry_reason(status), False, detail) from exc
         # A refused request (never expected for bodies we build): nothing in it can pass.
         reason = str(exc.info)[:2000]
         return BulkOutcome(dead=[ItemFailure(d, status, exc.error, reason) for d in docs])

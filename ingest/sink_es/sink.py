@@ -28,7 +28,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from prometheus_client import CollectorRegistry
 
 from faaslens.backoff import Backoff
-from faaslens.ingest.config import ConfigError, IngestConfig
+from faaslens.ingest.config import ConfigError, IngestConfig, connection
 from faaslens.ingest.events import Doc
 from faaslens.ingest.sink_es import replay, retention
 from faaslens.ingest.sink_es.bulk import BulkOutcome, classify_status
@@ -80,7 +80,12 @@ class ElasticsearchSink:
             if retry_window_s is not None
             else float(getattr(config, "es_retry_window_s", DEFAULT_RETRY_WINDOW_S))
         )
-        self.health = Health(self.metrics, config.es_url, lambda: not self.spool.is_empty())
+        try:
+            self.connection = connection(config)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        endpoint = self.connection.endpoint
+        self.health = Health(self.metrics, endpoint, lambda: not self.spool.is_empty())
         self._started = False
         self._closing = False
         self._supervisor: Supervisor | None = None
@@ -103,7 +108,10 @@ class ElasticsearchSink:
         try:
             self._client = self._client_factory(self.config)
         except ValueError as exc:  # the client refuses the URL
-            raise ConfigError(f"es_url {self.config.es_url!r}: {exc}") from exc
+            await asyncio.to_thread(self.spool.close)
+            raise ConfigError(f"es_url {self.connection.endpoint!r}: {exc}") from None
+        if not self.connection.verify_certs:
+            log.warning("es_tls_verification_off", url=self.connection.endpoint)
         self._started = True
         try:
             await self._connect()
@@ -113,12 +121,11 @@ class ElasticsearchSink:
                 await self._client.close()
                 self._client = None
                 self._started = False
+                await asyncio.to_thread(self.spool.close)  # and its directory lock
                 raise ConfigError(f"Elasticsearch refused the templates: {exc}") from exc
-            log.warning("es_unavailable_at_start", status=exc.meta.status, error=str(exc))
-            self.health.set(False)
+            self.health.failed(exc)
         except (TransportError, OSError) as exc:
-            log.warning("es_unreachable_at_start", url=self.config.es_url, error=str(exc))
-            self.health.set(False)
+            self.health.failed(exc)
         self._supervisor = Supervisor(
             self.health,
             connect=self._connect,
@@ -184,7 +191,11 @@ class ElasticsearchSink:
             unreachable = False
             try:
                 outcome = await send_once(
-                    self._require_client(), pending, self.prefix, self.metrics.duration
+                    self._require_client(),
+                    pending,
+                    self.prefix,
+                    self.metrics.duration,
+                    self.connection.endpoint,
                 )
             except Retryable as exc:
                 retry, reason, unreachable, detail = pending, exc.reason, exc.unreachable, str(exc)
@@ -245,7 +256,7 @@ class ElasticsearchSink:
         if not self.health.templates_ok:
             await install_templates(client, self._templates)
             self.health.templates_ok = True
-            log.info("es_templates_installed", prefix=self.prefix, url=self.config.es_url)
+            log.info("es_templates_installed", prefix=self.prefix, url=self.connection.endpoint)
         self.health.set(True)
 
     async def _replay_oldest(self) -> bool:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from faaslens.ingest.dirlock import DirectoryLock
 from faaslens.ingest.events import BulkOp, Doc, IndexKind
 from faaslens.protocol import INDEX_KINDS
 
@@ -154,11 +155,17 @@ class Spool:
         self._active_size = 0
         self._next_seq = 1
         self._opened = False
+        self._owner = DirectoryLock(self.directory, "spool_dir")
 
     def open(self) -> None:
-        """Create the directory and pick up segments left by an earlier run (all sealed)."""
+        """Create the directory, take its lock and pick up segments left by an earlier run
+        (all sealed).
+
+        Raises:
+            DirectoryInUse: another worker owns the directory.
+        """
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self._owner.acquire()
             for entry in sorted(self.directory.iterdir()):
                 match = _SEGMENT_RE.match(entry.name)
                 if not match:
@@ -249,10 +256,11 @@ class Spool:
             segment.path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Seal the active segment (fsynced) so the next run replays it."""
+        """Seal the active segment (fsynced) so the next run replays it; release the lock."""
         with self._lock:
             if self._active is not None:
                 self._seal_locked()
+            self._owner.release()
 
     def _seal_locked(self) -> None:
         assert self._active is not None

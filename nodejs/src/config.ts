@@ -238,7 +238,9 @@ export function loadConfig(env: Env = process.env, options: Partial<ShipperConfi
   for (const [key, name] of Object.entries(NAMES) as [keyof ShipperConfig, string][]) {
     let raw = env[`FAASLENS_${name.toUpperCase()}`];
     if (raw === undefined && key === "service") raw = env.OTEL_SERVICE_NAME;
-    if (raw === undefined) continue;
+    // A variable set to nothing is not set (a console's empty field), except
+    // FAASLENS_REDACT_KEYS=, which redacts no key: as in the Python shipper.
+    if (raw === undefined || (raw.trim() === "" && key !== "redactKeys")) continue;
     try {
       target[key] = coerce(key, raw);
     } catch (exc) {
@@ -248,14 +250,14 @@ export function loadConfig(env: Env = process.env, options: Partial<ShipperConfi
   const prices: Record<string, number | string> = {};
   for (const name of PRICE_KEYS) {
     const raw = env[`FAASLENS_PRICE_${name.toUpperCase()}`];
-    if (raw === undefined) continue;
+    if (raw === undefined || raw.trim() === "") continue;
     if (name === "price_id") {
       prices[name] = raw.slice(0, 64);
       continue;
     }
     const value = Number(raw);
-    if (raw.trim() === "" || !Number.isFinite(value)) {
-      process.stderr.write(`faaslens: ignoring bad setting: FAASLENS_PRICE_${name.toUpperCase()}=${raw}\n`);
+    if (!Number.isFinite(value)) {
+      process.stderr.write(`faaslens: ignoring bad setting: FAASLENS_PRICE_${name.toUpperCase()}: not a number: ${JSON.stringify(raw)}\n`);
     } else {
       prices[name] = value;
     }

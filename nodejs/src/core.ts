@@ -322,7 +322,9 @@ export class Shipper {
     const rss = this.peakRss(duration);
     if (rss) ev["faas.mem_usage"] = rss;
     if (est !== null) {
-      const priced = est.estimate(duration, memory, rss);
+      // A cold start's init phase is billed with it where the platform does (AWS).
+      const billed = inv.initNs !== null && est.billsInit ? duration + inv.initNs : duration;
+      const priced = est.estimate(billed, memory, rss);
       if (priced !== null) {
         ev["faas.billed_duration"] = priced[0];
         ev["faas.cost.gb_seconds"] = priced[1];

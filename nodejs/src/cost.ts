@@ -63,6 +63,8 @@ export class Estimator {
   constructor(
     readonly row: PriceRow,
     private readonly cpu: number | null = null,
+    /** The platform bills a cold start's init phase too (AWS Lambda on demand since 2025-08-01). */
+    readonly billsInit: boolean = false,
   ) {
     this.nsPerUnit = (row.round_ms ?? 1) * 1_000_000;
   }
@@ -147,5 +149,9 @@ export function estimatorFor(
     if (prices.price_id !== undefined) row.price_id = String(prices.price_id).slice(0, 64);
     else if (changed) row.price_id = `${base.price_id}-custom`.slice(0, 64);
   }
-  return new Estimator(row, options.cpu ?? null);
+  return new Estimator(row, options.cpu ?? null, key !== null && BILLS_INIT.has(key));
 }
+
+// Rows whose platform bills a cold start's init phase with the invocation (the REPORT
+// line's Billed Duration covers Init Duration + Duration), as shipper/cost.py.
+const BILLS_INIT = new Set(["aws-x86_64", "aws-arm64"]);

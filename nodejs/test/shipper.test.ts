@@ -266,6 +266,23 @@ test("bad settings: explicit options throw ConfigError, bad environment values a
   assert.equal(loadConfig({ FAASLENS_MAX_DATAGRAM: "nope" }).maxDatagram, null);
 });
 
+test("variables set to nothing are not set, except FAASLENS_REDACT_KEYS= (no key redacted)", (t) => {
+  const written: string[] = [];
+  t.mock.method(process.stderr, "write", (chunk: string) => {
+    written.push(String(chunk));
+    return true;
+  });
+  const blank: Record<string, string> = { FAASLENS_PRICE_PER_GB_S: " " };
+  for (const name of ["endpoint", "log_level", "debug_buffer", "max_datagram", "tcp_timeout_s", "service", "echo", "redact_keys"]) {
+    blank[`FAASLENS_${name.toUpperCase()}`] = "";
+  }
+  const config = loadConfig(blank);
+  const defaults = loadConfig({});
+  assert.deepEqual(written, []);
+  assert.deepEqual(config.redactKeys, []);
+  assert.deepEqual({ ...config, redactKeys: defaults.redactKeys }, defaults);
+});
+
 test("cost: the shared price table, priced as the Python shipper prices it", () => {
   const shared = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "shipper", "prices.json"), "utf8"));
   assert.deepEqual(JSON.parse(readFileSync(PRICE_FILE, "utf8")), shared);

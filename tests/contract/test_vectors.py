@@ -29,7 +29,9 @@ NAMES = sorted(p.stem for p in VECTORS.glob("*.frame"))
 def test_there_are_enough_vectors() -> None:
     assert len(NAMES) >= 12
     kinds = {name.split("_", 1)[0] for name in NAMES}
-    assert kinds == {"shipper", "hostile"}
+    # shipper_: made by the shipper from a shared scenario; worker_: valid hand-made frames
+    # for worker features; hostile_: hand-made frames the worker must refuse.
+    assert kinds == {"shipper", "worker", "hostile"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -14,8 +14,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from devkit.stack import run_stack
 from faaslens.ingest.aio import wait_event
 from faaslens.ingest.config import IngestConfig
 from faaslens.ingest.events import Doc
@@ -34,7 +33,6 @@ from tests.support import apoll_until, http_json
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-STACK = REPO / "scripts" / "stack"
 ES_VERSION = "8.19.21"
 
 
@@ -78,23 +76,13 @@ class Node:
     def __init__(self, state_dir: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.env = {
-            **os.environ,
             "FAASLENS_STACK_DIR": str(state_dir),
             "FAASLENS_ES_PORT": str(port),
             "FAASLENS_ES_HEAP": "256m",
         }
 
     def _stack(self, action: str) -> None:
-        done = subprocess.run(
-            [sys.executable, str(STACK), action, "es"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"scripts/stack {action} es failed:\n{done.stderr[-3000:]}")
+        run_stack(action, "es", self.env)
 
     def up(self) -> None:
         self._stack("up")

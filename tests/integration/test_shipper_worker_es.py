@@ -222,3 +222,104 @@ async def test_demo_traffic_is_indexed_whole(worker: Worker, es_url: str, es_pre
     assert providers == {"aws", "azure", "gcp"}
     envs = {b["key"] for b in res["aggregations"]["envs"]["buckets"]}
     assert envs == {"prod", "staging"}
+
+
+async def test_redelivered_id_keeps_each_attempt(
+    worker: Worker, es_url: str, es_prefix: str
+) -> None:
+    """A platform retry reuses the id: attempt 1 fails, attempt 2 succeeds. Each is a
+    record of its own with its own lines; the lookup by id shows both."""
+    from faaslens.query.client import QueryClient
+
+    host, port = worker.udp_address or ("", 0)
+    sh = Shipper(ShipperConfig(endpoint=f"udp://{host}:{port}"), environ=AWS_ENV)
+    log = Logger("retry", shipper=sh)
+    calls: list[int] = []
+
+    @sh.instrument
+    def handler(event: dict[str, Any], context: LambdaContext) -> str:
+        calls.append(1)
+        log.info("attempt starts", n=len(calls))
+        if len(calls) == 1:
+            raise ConnectionError("upstream reset")
+        return "ok"
+
+    exec_id = "7d1e0c4b-2f6a-4b9e-8c11-000000000005"
+    with pytest.raises(ConnectionError):
+        handler({}, LambdaContext(exec_id))
+    assert handler({}, LambdaContext(exec_id)) == "ok"
+
+    invocations = f"{es_prefix}-invocations-*"
+    by_id = {"term": {"faas.execution": exec_id}}
+
+    def both() -> list[Any] | None:
+        found = search(es_url, invocations, by_id)
+        return found if len(found) == 2 else None
+
+    docs = await _wait_for(both, "two attempts")
+    docs.sort(key=lambda d: d.get("faas.attempt", 1))
+    assert [(d.get("faas.attempt", 1), d["event.outcome"]) for d in docs] == [
+        (1, "failure"),
+        (2, "success"),
+    ]
+    assert [d["_id"] for d in docs] == [exec_id, f"{exec_id}~2"]
+    lines = await _wait_for(lambda: lines_of(es_url, es_prefix, exec_id, 2), "both lines")
+    assert sorted((d.get("faas.attempt", 1), d["labels"]["n"]) for d in lines) == [(1, 1), (2, 2)]
+    with QueryClient(es_url, es_prefix, timeout_s=10) as client:
+        view = client.invocation(exec_id)
+    assert [a.get("faas.attempt", 1) for a in view.attempts] == [1, 2]
+    assert view.record is not None and view.record["event.outcome"] == "success"
+    assert [line["labels"]["n"] for line in view.logs] == [1, 2]
+    # Nothing was taken for a duplicate, and the aggregates count both attempts.
+    assert worker.registry.get_sample_value("faaslens_docs_duplicate_total") in (None, 0.0)
+    by_outcome: dict[str, float] = {}
+    for family in worker.registry.collect():
+        for sample in family.samples:
+            if sample.name == "faas_invocations_total":
+                outcome = sample.labels["outcome"]
+                by_outcome[outcome] = by_outcome.get(outcome, 0) + sample.value
+    assert by_outcome == {"failure": 1, "success": 1}
+    assert rejections(worker.registry) == 0
+
+
+async def test_tcp_record_after_a_worker_restart_is_delivered(
+    es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    """The worker restarts between two invocations: the second record goes to the new
+    worker before the handler returns, and nothing is counted as sent that was not."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        tcp_port = probe.getsockname()[1]
+
+    def config(run: str) -> Any:
+        return worker_test_config(
+            es_url, es_prefix, tmp_path / run, tcp_listen=f"127.0.0.1:{tcp_port}"
+        )
+
+    sh = Shipper(ShipperConfig(endpoint=f"tcp://127.0.0.1:{tcp_port}"), environ=AWS_ENV)
+
+    @sh.instrument
+    def handler(event: dict[str, Any], context: LambdaContext) -> str:
+        return "ok"
+
+    async with Worker(config("first"), registry=CollectorRegistry()):
+        await asyncio.to_thread(handler, {}, LambdaContext("tcp-before-restart"))
+        await _wait_for(
+            lambda: count(es_url, f"{es_prefix}-invocations-*") == 1, "the first record"
+        )
+    async with Worker(config("second"), registry=CollectorRegistry()) as second:
+        await asyncio.to_thread(handler, {}, LambdaContext("tcp-after-restart"))
+        stats = sh.snapshot()
+        # A start event and a record per invocation, all written.
+        assert stats["send_errors"] == 0 and stats["frames_sent"] == 4
+        found = await _wait_for(
+            lambda: search(
+                es_url, f"{es_prefix}-invocations-*", {"ids": {"values": ["tcp-after-restart"]}}
+            ),
+            "the record sent after the restart",
+        )
+        assert found[0]["faas.execution"] == "tcp-after-restart"
+        assert rejections(second.registry) == 0
+    sh.close()

@@ -22,7 +22,7 @@ from faaslens.commandline import (
     EXIT_STATUSES,
     EXIT_USAGE,
 )
-from faaslens.ingest.config import IngestConfig, env_name, fields_for, flag
+from faaslens.ingest.config import IngestConfig, env_name, fields_for, flag, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 # Every --help there is: the subcommands, and the query commands under them.
@@ -148,7 +148,18 @@ BAD_VALUES = [
     (["ingest", "--log-level", "loud"], {}, "--log-level"),
     (["ingest"], {"FAASLENS_SERIES_CAP": "0"}, "FAASLENS_SERIES_CAP"),
     (["ingest"], {"FAASLENS_REUSE_PORT": "maybe"}, "FAASLENS_REUSE_PORT"),
+    (["query", "errors", "--limit", "many"], {}, "--limit"),
+    (["query", "invocations", "--min-duration", "-1"], {}, "--min-duration"),
+    (["query", "invocations", "--min-duration", "nan"], {}, "--min-duration"),
+    (["query", "invocation", " "], {}, "invocation_id"),
+    (["query", "invocation", "x" * 129], {}, "at most 128"),
+    (["query", "errors", "--since", "1h", "--until", "2h"], {}, "--until"),
     (["demo", "--rate", "x"], {}, "--rate"),
+    (["demo", "--rate", "0"], {}, "--rate"),
+    (["demo", "--duration", "-5"], {}, "--duration"),
+    (["demo", "--functions", "0"], {}, "--functions"),
+    (["demo"], {"FAASLENS_ENDPOINT": "bogus"}, "FAASLENS_ENDPOINT"),
+    (["demo"], {"FAASLENS_PRICE_PER_GB_S": "cheap"}, "FAASLENS_PRICE_PER_GB_S"),
     (["nosuch"], {}, "nosuch"),
 ]
 
@@ -245,3 +256,51 @@ def test_a_setting_only_start_can_check_is_status_2(tmp_path: Path) -> None:
     errors = [x for x in done.stderr.splitlines() if '"level":"error"' in x]
     assert len(errors) == 1 and "lines_declarations" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_what_stops_the_worker_at_start_is_named_on_one_plain_line(tmp_path: Path) -> None:
+    """An address in use or an unusable folder: status 5, and the last line names the
+    setting and its value (the JSON log line before it is for log collectors)."""
+    off = {"udp_listen": "", "tcp_listen": "", "http_listen": ""}
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        socket.socket() as tcp,
+    ):
+        udp.bind(("127.0.0.1", 0))
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp_at = f"127.0.0.1:{udp.getsockname()[1]}"
+        tcp_at = f"127.0.0.1:{tcp.getsockname()[1]}"
+        cases = [
+            ({"udp_listen": udp_at}, f"udp_listen '{udp_at}': Address already in use"),
+            ({"tcp_listen": tcp_at}, f"tcp_listen '{tcp_at}': Address already in use"),
+            ({"http_listen": tcp_at}, f"http_listen '{tcp_at}': Address already in use"),
+            ({"lines_listen": tcp_at}, f"lines_listen '{tcp_at}': Address already in use"),
+            (
+                {"spool_dir": f"{not_a_dir}/spool", "sink": "elasticsearch"},
+                f"spool_dir '{not_a_dir}/spool': Not a directory",
+            ),
+        ]
+        for settings, message in cases:
+            args = ["--sink", "null", "--es-url", f"http://127.0.0.1:{closed_port()}"]
+            for name, value in {**off, **settings}.items():
+                args += [flag(name), value]
+            done = faaslens("ingest", *args)
+            assert done.returncode == EXIT_START, (settings, done.stderr)
+            assert done.stderr.splitlines()[-1] == f"faaslens ingest: {message}", done.stderr
+            assert "Traceback" not in done.stderr
+
+
+def test_a_variable_set_to_nothing_is_not_set_unless_empty_is_a_value(tmp_path: Path) -> None:
+    """``FAASLENS_X=`` for a boolean or a number leaves the file's value (or the default);
+    for text it is the empty value (an empty listen address disables the source)."""
+    config = tmp_path / "faaslens.toml"
+    config.write_text("reuse_port = true\nbatch_max_docs = 10\nbatch_max_wait_s = 0.25\n")
+    blank = {"FAASLENS_REUSE_PORT": "", "FAASLENS_BATCH_MAX_DOCS": " ", "FAASLENS_UDP_LISTEN": ""}
+    blank["FAASLENS_BATCH_MAX_WAIT_S"] = ""
+    loaded = load_config(environ=blank, config_file=config)
+    assert (loaded.reuse_port, loaded.batch_max_docs, loaded.batch_max_wait_s) == (True, 10, 0.25)
+    assert loaded.udp_listen == ""
+    assert load_config(environ={"FAASLENS_SERIES_CAP": ""}).series_cap == IngestConfig().series_cap

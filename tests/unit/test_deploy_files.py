@@ -94,13 +94,23 @@ def test_compose_prometheus_keeps_exemplars_and_rules(compose: dict[str, Any]) -
     assert "./prometheus/rules:/etc/prometheus/rules:ro" in prom["volumes"]
     config = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
     assert "/etc/prometheus/rules/*.yml" in config["rule_files"]
-    targets = [
-        target
-        for job in config["scrape_configs"]
-        for static in job.get("static_configs", [])
-        for target in static["targets"]
+    (worker_job,) = [job for job in config["scrape_configs"] if job["job_name"] == "faaslens"]
+    # Every replica: the service name resolves to one address per container.
+    assert worker_job["dns_sd_configs"] == [
+        {"names": ["worker"], "type": "A", "port": 9108, "refresh_interval": "15s"}
     ]
-    assert "worker:9108" in targets
+
+
+def test_compose_worker_replicas_each_own_their_state(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    named = set(compose.get("volumes") or {})
+    shared = [v for v in worker.get("volumes", []) if v.split(":", 1)[0] in named]
+    assert shared == []  # a named volume would be one spool for every replica
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "ENV FAASLENS_STATE_DIR=/app/var" in dockerfile
+    assert 'VOLUME ["/app/var"]' in dockerfile  # anonymous: one per container
+    published = {p.split(":", 1)[1] for p in worker["ports"]}
+    assert published == {"8518-8520:8518/udp", "8518-8520:8518/tcp", "9108-9110:9108/tcp"}
 
 
 def test_dockerfile_installs_the_worker_extra_and_runs_it() -> None:

@@ -191,8 +191,11 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
         day = _day(merged["@timestamp"])
         if ev["t"] == "start":
             continue  # no document: the worker waits for the record (expected_starts)
+        attempt = merged.get("faas.attempt", 1)
         if ev["t"] == "inv":
             doc_id = merged["faas.execution"]
+            if attempt > 1:  # a redelivered id: each attempt has documents of its own
+                doc_id = f"{doc_id}~{attempt}"
             merged["event.dataset"] = "faas.invocation"
             merged["event.kind"] = "event"
             merged["event.start"] = merged["@timestamp"]
@@ -208,6 +211,8 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                 )
         else:
             owner = merged.get("faas.execution", env["src"])
+            if attempt > 1 and "faas.execution" in merged:
+                owner = f"{owner}~{attempt}"
             doc_id = f"{owner}-{merged['event.sequence']}"
             merged["event.dataset"] = "faas.log"
             merged["event.kind"] = "event"
@@ -220,7 +225,38 @@ def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]
                         "_source": _error_doc(merged),
                     }
                 )
+    if docs:  # the frame's first document carries its source and sequence (loss ledger)
+        docs[0]["_source"] |= {"faas.frame.src": env["src"], "faas.frame.seq": env["seq"]}
     return docs
+
+
+def worker_frames() -> dict[str, bytes]:
+    """Valid hand-made frames for worker features no shared scenario shows yet."""
+    retry = _inv(
+        **{
+            "faas.attempt": 2,
+            "event.outcome": "failure",
+            "http.response.status_code": 500,
+            "faas.trigger.type": "http",
+            "faas.metrics_dropped": 1,
+            "metrics": [
+                {"name": "latency", "kind": "histogram", "value": 0.02, "unit": "s"},
+                {"name": "latency", "kind": "histogram", "value": 0.04, "unit": "s",
+                 "count": 2, "sum": 0.07},
+                {"name": "upstream_calls", "kind": "counter", "value": 3},
+            ],
+        }
+    )  # fmt: skip
+    line = {
+        "t": "log",
+        "@timestamp": TS + 1,
+        "event.sequence": 0,
+        "log.level": "info",
+        "message": "calling upstream",
+        "faas.execution": retry["faas.execution"],
+        "faas.attempt": 2,
+    }
+    return {"worker_retry_attempt": _env(retry, line)}
 
 
 def expected_starts(frame: bytes) -> list[dict[str, Any]]:
@@ -299,6 +335,12 @@ def all_vectors() -> dict[str, tuple[bytes, dict[str, Any]]]:
             }
         )
         vectors[name] = (frame, spec)
+    for name, frame in worker_frames().items():
+        vectors[name] = (
+            frame,
+            {"rejected": None, "docs": expected_docs(frame), "starts": expected_starts(frame),
+             "event_rejections": {}, "unknown_fields": 0},
+        )  # fmt: skip
     for name, (frame, settings) in hostile_frames().items():
         vectors[name] = (frame, {**settings, **_hostile_expectation(name, frame)})
     return vectors

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
+from faaslens.ingest.dirlock import DirectoryInUse
 from faaslens.ingest.events import Doc, IndexKind
 from faaslens.ingest.sink_es.spool import (
     Spool,
@@ -62,10 +65,10 @@ def test_replay_order_across_rotated_segments(tmp_path: Path) -> None:
         spool.append(batch)
         sent += batch
     assert spool.segment_count > 3  # rotation happened
-    assert spool.total_bytes == sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert spool.total_bytes == sum(p.stat().st_size for p in tmp_path.glob("segment-*"))
     assert _replay_all(spool) == sent
     assert spool.is_empty() and spool.total_bytes == 0
-    assert list(tmp_path.iterdir()) == []  # segments deleted once confirmed
+    assert list(tmp_path.glob("segment-*")) == []  # segments deleted once confirmed
 
 
 def test_appends_during_replay_go_to_a_new_segment(tmp_path: Path) -> None:
@@ -111,7 +114,7 @@ def test_torn_tail_keeps_the_records_before_it(tmp_path: Path) -> None:
     spool.append(_batch(0, 3))
     spool.append(_batch(3, 3))
     spool.close()
-    (path,) = tmp_path.iterdir()
+    (path,) = tmp_path.glob("segment-*")
     data = path.read_bytes()
     path.write_bytes(data[:-10])  # a crash in the middle of the second append
     reopened = Spool(tmp_path, max_bytes=10_000_000)
@@ -152,3 +155,38 @@ def test_unencodable_document_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         spool.append([Doc("logs", "x" * 70_000, "2026.11.25", b"{}")])
     assert spool.is_empty()
+
+
+def test_a_second_owner_of_a_spool_directory_is_refused_until_the_first_closes(
+    tmp_path: Path,
+) -> None:
+    first = Spool(tmp_path / "spool", 1 << 20)
+    first.open()
+    second = Spool(tmp_path / "spool", 1 << 20)
+    with pytest.raises(DirectoryInUse, match=r"spool_dir .*spool is in use .*pid \d+"):
+        second.open()
+    first.close()
+    second.open()  # the lock went with the first owner
+    second.close()
+
+
+def test_a_killed_owner_leaves_no_stale_lock(tmp_path: Path) -> None:
+    code = (
+        "import os, sys; from faaslens.ingest.sink_es.spool import Spool; "
+        f"s = Spool({str(tmp_path / 'spool')!r}, 1 << 20); s.open(); "
+        "print('locked', flush=True); sys.stdin.readline()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(DirectoryInUse, match=f"pid {proc.pid}"):
+            Spool(tmp_path / "spool", 1 << 20).open()
+    finally:
+        proc.kill()
+        proc.wait()
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.open()
+    spool.close()

@@ -90,7 +90,7 @@ def test_unknown_placeholder_is_a_config_error() -> None:
 
 
 def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing component"):
+    with pytest.raises(ConfigError, match=r"^es_templates_dir '.*': no component/ folder"):
         load_templates(tmp_path, "fl")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from faaslens.ingest.sequence import SequenceTracker
+import pytest
+
+from faaslens.ingest.sequence import SequenceTracker, frame_origin
 
 
 def test_gaps_count_lost_frames_and_late_ones_take_back() -> None:
@@ -35,3 +37,31 @@ def test_idle_senders_forgotten_and_table_capped() -> None:
     for i in range(50):
         t.see(f"s{i}", 1, 20.0 + i)
     assert len(t) <= 10
+
+
+@pytest.mark.parametrize(
+    ("frame", "origin"),
+    [
+        (b'{"v":1,"src":"a1-b.c_d","seq":42,"ev":[]}', ("a1-b.c_d", 42)),
+        (b"s1 k1 " + b"0" * 64 + b' {"v":1,"src":"x","seq":7}', ("x", 7)),
+        (b'{"v": 1, "seq" : 9 , "src" : "y", "ev": []}', ("y", 9)),
+        (b'{"v":1,"src":"has space","seq":1}', None),
+        (b'{"v":1,"src":"x","seq":1.5}', None),
+        (b"not json at all", None),
+        (b'{"v":1,' + b" " * 600 + b'"src":"late","seq":1}', None),  # not in the head
+    ],
+)
+def test_frame_origin_reads_only_the_envelope_head(
+    frame: bytes, origin: tuple[str, int] | None
+) -> None:
+    assert frame_origin(frame) == origin
+
+
+def test_a_frame_older_than_the_first_seen_gives_nothing_back() -> None:
+    t = SequenceTracker()
+    assert t.see("a", 5, 0.0) == 0  # the worker started mid-stream
+    assert t.see("a", 3, 0.0) == 0  # never counted lost, so not "late"
+    assert t.see("a", 8, 0.0) == 2  # 6 and 7
+    assert t.see("a", 4, 0.0) == 0  # still older than the first seen
+    assert t.see("a", 7, 0.0) == -1  # inside a counted gap: late
+    assert (t.lost, t.late) == (2, 1)

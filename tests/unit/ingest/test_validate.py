@@ -92,7 +92,20 @@ def test_invocation_document_fields_and_id() -> None:
         "event.kind": "event",
         "event.start": TS,
         "event.end": TS + 2500,
+        "faas.frame.src": "a1b2c3",  # the frame's first document: the loss ledger's mark
+        "faas.frame.seq": 7,
     }
+
+
+def test_only_the_first_document_of_a_frame_carries_its_source_and_sequence() -> None:
+    log = {"t": "log", "@timestamp": TS, "event.sequence": 0, "log.level": "info", "message": "m"}
+    failed = inv(**{"event.outcome": "failure", "error.type": "E", "error.message": "x"})
+    for validate in (V.validate, V.validate_reference):
+        r = validate(frame(log, failed))
+        assert [d.kind for d in r.docs] == ["logs", "invocations", "errors"]
+        sources = [src(d.source) for d in r.docs]
+        marks = [(s.get("faas.frame.src"), s.get("faas.frame.seq")) for s in sources]
+        assert marks == [("a1b2c3", 7), (None, None), (None, None)]
 
 
 def test_event_end_uses_integer_division_of_nanoseconds() -> None:

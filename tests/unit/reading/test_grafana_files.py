@@ -128,13 +128,17 @@ def test_generated_dashboards_are_up_to_date() -> None:
         assert (GRAFANA / "dashboards" / name).read_text() == text, (
             f"{name} is out of date: run python -m grafana.generate"
         )
-    assert set(DASHBOARDS) == set(made) == {
-        "overview.json",
-        "invocations.json",
-        "errors.json",
-        "worker-health.json",
-        "seed-compat.json",
-    }
+    assert (
+        set(DASHBOARDS)
+        == set(made)
+        == {
+            "overview.json",
+            "invocations.json",
+            "errors.json",
+            "worker-health.json",
+            "seed-compat.json",
+        }
+    )
 
 
 def test_stale_check_names_changed_missing_and_unknown_files(tmp_path: Path) -> None:

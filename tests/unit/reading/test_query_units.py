@@ -55,7 +55,10 @@ def test_invocation_lookup_is_one_msearch_by_keyword_term() -> None:
     ]
     for body in searches[1::2]:
         assert body["query"] == {"bool": {"filter": [{"term": {"faas.execution": "abc"}}]}}
-    assert next(iter(searches[3]["sort"][0])) == "event.sequence"
+    # Every attempt of the id (platforms redeliver with the same one), lines attempt by attempt.
+    assert searches[1]["size"] > 1
+    assert [next(iter(k)) for k in searches[1]["sort"]] == ["faas.attempt", "@timestamp"]
+    assert [next(iter(k)) for k in searches[3]["sort"]][:2] == ["faas.attempt", "event.sequence"]
 
 
 def test_invocations_filter_body() -> None:

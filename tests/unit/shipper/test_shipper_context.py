@@ -210,3 +210,20 @@ def test_resource_blocks() -> None:
     assert gcp["service.name"] == "api"
     assert gcp["cloud.region"] == "europe-west1"
     assert gcp["faas.max_memory"] == 256 * 1024 * 1024
+
+
+def test_every_platform_id_is_cut_to_the_protocol_limit() -> None:
+    """An id over ``MAX_EXECUTION_ID`` characters would be rejected by the worker: each
+    platform's is cut to it."""
+    from faaslens.protocol import MAX_EXECUTION_ID
+
+    long_id = "i" * (MAX_EXECUTION_ID + 50)
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        (({}, LambdaContext(request_id=long_id)), {}),
+        ((HttpRequest(),), {"context": AzureContext(long_id, "Hello")}),
+        ((FlaskRequest({"Function-Execution-Id": long_id}),), {}),
+        ((CloudEvent({"id": long_id, "type": "x", "source": "//s"}),), {}),
+        (({}, BackgroundContext(long_id, "google.pubsub.topic.publish")), {}),
+    ]
+    for args, kwargs in calls:
+        assert extract(args, kwargs, {}).execution_id == long_id[:MAX_EXECUTION_ID], args

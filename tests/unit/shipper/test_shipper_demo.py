@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 
 from faaslens.demo import main, run_demo
 from faaslens.ingest.validate import Validator
@@ -50,6 +51,10 @@ def test_demo_frames_are_all_accepted_by_the_worker() -> None:
     assert fingerprints and all(len(keys) == 1 for keys in fingerprints.values())
 
 
-def test_demo_command_rejects_bad_arguments() -> None:
-    assert main(["--rate", "0", "--no-progress"]) == 2
+def test_demo_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse refuses a bad number itself: the same exit status 2, one line naming it.
+    with pytest.raises(SystemExit) as exited:
+        main(["--rate", "0", "--no-progress"])
+    assert exited.value.code == 2
+    assert "--rate" in capsys.readouterr().err
     assert main(["--endpoint", "http://nope:1", "--no-progress"]) == 2

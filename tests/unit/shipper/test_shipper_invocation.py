@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -290,10 +291,16 @@ def test_aws_invocation_record(rx: Receiver) -> None:
     assert inv["cloud.account.id"] == "123456789012"
     assert inv["faas.id"] == "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
     assert "faas.name" not in inv  # same as the resource block's
-    assert inv["faas.billed_duration"] == 1
-    assert inv["faas.cost.price_id"].startswith("aws-")
-    assert inv["faas.cost.gb_seconds"] == pytest.approx(0.5 * 0.001)
-    assert inv["faas.cost.usd"] == pytest.approx(0.2e-6 + 0.0005 * 0.0000166667)
+    # A cold start on demand bills its init phase (250 ms on FixedClock) with the 1 ms run.
+    assert inv["faas.coldstart"] is True
+    assert inv["faas.billed_duration"] == 251
+    assert inv["faas.cost.gb_seconds"] == pytest.approx(0.5 * 0.251)
+    handler({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, LambdaContext())
+    (warm,) = rx.envelopes()[0]["ev"]
+    assert warm["faas.billed_duration"] == 1
+    assert warm["faas.cost.price_id"].startswith("aws-")
+    assert warm["faas.cost.gb_seconds"] == pytest.approx(0.5 * 0.001)
+    assert warm["faas.cost.usd"] == pytest.approx(0.2e-6 + 0.0005 * 0.0000166667)
 
 
 def test_timeout_recorded_before_the_deadline(rx: Receiver) -> None:
@@ -324,6 +331,9 @@ def test_timeout_recorded_before_the_deadline(rx: Receiver) -> None:
     inv = by_type(frames, "inv")[0]
     assert inv["event.outcome"] == "failure"
     assert inv["error.type"] == "faaslens.Timeout"
+    # Lambda timeouts are whole seconds: 120 ms left at the start is a 1 s limit, which
+    # the platform bills in full although the record leaves 50 ms before it.
+    assert inv["event.duration"] == 1_000_000_000
     assert [e["message"] for e in by_type(frames, "log")] == ["working"]
     assert rx.events() == []  # the handler's late return sends nothing more: one record
     assert sh.snapshot()["timeouts"] == 1
@@ -362,9 +372,9 @@ def test_watchdog_does_not_keep_finished_invocations(rx: Receiver) -> None:
 
 def test_module_level_api_follows_configure(rx: Receiver) -> None:
     import faaslens
-    from faaslens.shipper import core
+    from faaslens.shipper import state
 
-    previous = core._default
+    previous = state.default
     other = Receiver()
     try:
         faaslens.configure(
@@ -389,7 +399,7 @@ def test_module_level_api_follows_configure(rx: Receiver) -> None:
         assert (start["t"], record["t"]) == ("start", "inv") and rx.frames() == []
         assert faaslens.stats()["frames_sent"] == 2
     finally:
-        core._default = previous
+        state.default = previous
         other.close()
 
 
@@ -414,3 +424,49 @@ def test_thread_without_context_logs_outside(rx: Receiver) -> None:
     assert outside["ev"][0]["message"] == "from a plain thread"
     assert "faas.execution" not in outside["ev"][0]
     assert [e["message"] for e in by_type(record["ev"], "log")] == ["from a copied context"]
+
+
+def test_redelivered_ids_are_numbered_attempts(rx: Receiver) -> None:
+    sh = make_shipper(rx)
+    log = Logger("r", shipper=sh)
+
+    outcomes = iter([True, True, False, False, False])
+
+    @sh.instrument
+    def handler(event: Any, context: Any) -> None:
+        log.info("try")
+        if next(outcomes):
+            raise ConnectionError("retry me")
+
+    for request_id in ("same-id", "same-id", "same-id", "other-id", "same-id"):
+        with contextlib.suppress(ConnectionError):
+            handler({}, LambdaContext(request_id=request_id))
+    events = rx.events()
+    records = by_type(events, "inv")
+    # Platforms redeliver after a failure; a delivery after the id succeeded (an
+    # at-least-once duplicate) is numbered too, so no two records share document ids.
+    assert [(r["faas.execution"], r.get("faas.attempt", 1)) for r in records] == [
+        ("same-id", 1),
+        ("same-id", 2),
+        ("same-id", 3),
+        ("other-id", 1),
+        ("same-id", 4),
+    ]
+    # The lines of each attempt carry it, so their documents do not collide.
+    assert [e.get("faas.attempt", 1) for e in by_type(events, "log")] == [1, 2, 3, 1, 4]
+
+
+def test_azure_retry_context_states_the_attempt(rx: Receiver) -> None:
+    from tests.unit.shipper.kit import AzureContext
+
+    sh = make_shipper(rx)
+    ctx = AzureContext("az-1", "Queue1")
+
+    class Retry:
+        retry_count = 2
+        max_retry_count = 5
+
+    ctx.retry_context = Retry()  # type: ignore[assignment]
+    sh.instrument(lambda msg, context: None)(object(), ctx)
+    (rec,) = by_type(rx.events(), "inv")
+    assert rec["faas.attempt"] == 3

@@ -218,12 +218,12 @@ def test_stdlib_logging_handler(rx: Receiver) -> None:
 def test_structlog_configured_to_ship(rx: Receiver) -> None:
     import structlog
 
-    from faaslens.shipper import core
+    from faaslens.shipper import state
     from faaslens.shipper.logs import configure_structlog
 
     sh = make_shipper(rx)
-    previous = core._default
-    core._default = sh
+    previous = state.default
+    state.default = sh
     try:
         configure_structlog()
         log = structlog.get_logger("sl")
@@ -235,7 +235,7 @@ def test_structlog_configured_to_ship(rx: Receiver) -> None:
         assert line["labels"] == {"k": "v", "api_key": "[REDACTED]"}
         assert line["faas.execution"] == "sl-1"
     finally:
-        core._default = previous
+        state.default = previous
         structlog.reset_defaults()
 
 

@@ -23,7 +23,7 @@ def rx() -> Iterator[Receiver]:
     yield from receivers()
 
 
-def test_gauge_last_value_histogram_each_observation(rx: Receiver) -> None:
+def test_gauge_last_value_histogram_per_bucket(rx: Receiver) -> None:
     sh = make_shipper(rx)
     depth = Gauge("queue_depth", shipper=sh)
     size = Histogram("payload_bytes", unit="bytes", shipper=sh)
@@ -32,12 +32,15 @@ def test_gauge_last_value_histogram_each_observation(rx: Receiver) -> None:
         depth.set(3, queue="a")
         size.observe(100)
         size.observe(250)
+        size.observe(0.2)
     (inv,) = rx.events()
     assert inv["metrics"] == [
         {"name": "queue_depth", "kind": "gauge", "value": 3, "labels": {"queue": "a"}},
-        {"name": "payload_bytes", "kind": "histogram", "value": 100, "unit": "bytes"},
-        {"name": "payload_bytes", "kind": "histogram", "value": 250, "unit": "bytes"},
-    ]
+        # 100 and 250 share the +Inf bucket: one object for both, its value the largest.
+        {"name": "payload_bytes", "kind": "histogram", "value": 250, "unit": "bytes",
+         "count": 2, "sum": 350},
+        {"name": "payload_bytes", "kind": "histogram", "value": 0.2, "unit": "bytes"},
+    ]  # fmt: skip
 
 
 def test_bad_values_and_labels_are_dropped_and_counted(rx: Receiver) -> None:
@@ -55,15 +58,36 @@ def test_bad_values_and_labels_are_dropped_and_counted(rx: Receiver) -> None:
     assert sh.snapshot()["dropped_metrics"] == 3 + 2  # three bad values, two labels
 
 
-def test_metric_objects_capped_at_64(rx: Receiver) -> None:
+def test_any_number_of_updates_is_aggregated_not_capped(rx: Receiver) -> None:
+    sh = make_shipper(rx)
+    h = Histogram("latency", shipper=sh)
+    c = Counter("orders", shipper=sh)
+    with sh.invocation():
+        for i in range(100):
+            h.observe(i / 100)
+        c.inc(100)
+    (inv,) = rx.events()
+    hist = [m for m in inv["metrics"] if m["name"] == "latency"]
+    assert sum(m.get("count", 1) for m in hist) == 100
+    assert sum(m.get("sum", m["value"]) for m in hist) == pytest.approx(sum(range(100)) / 100)
+    assert len(hist) <= 15  # one per bucket used
+    assert [m for m in inv["metrics"] if m["name"] == "orders"] == [
+        {"name": "orders", "kind": "counter", "value": 100}
+    ]
+    assert "faas.metrics_dropped" not in inv
+
+
+def test_series_past_64_objects_are_dropped_and_sent_as_a_count(rx: Receiver) -> None:
     sh = make_shipper(rx, max_datagram=65_000)
-    h = Histogram("h", shipper=sh)
+    c = Counter("c", shipper=sh)
     with sh.invocation():
         for i in range(70):
-            h.observe(i)
+            c.inc(shard=str(i))
+        c.inc(-1)  # a bad value: dropped and counted with the same record
     (inv,) = rx.events()
     assert len(inv["metrics"]) == 64
-    assert sh.snapshot()["dropped_metrics"] == 6
+    assert inv["faas.metrics_dropped"] == 7
+    assert sh.snapshot()["dropped_metrics"] == 7
 
 
 def test_label_sets_bounded_per_metric(rx: Receiver) -> None:
@@ -149,6 +173,28 @@ def test_bad_environment_values_are_reported_and_ignored(
     err = capsys.readouterr().err
     assert "FAASLENS_ENDPOINT" in err and "FAASLENS_LOG_SAMPLE_RATE" in err
     assert "FAASLENS_MAX_DATAGRAM" in err and "FAASLENS_PRICE_PER_GB_S" in err
+
+
+def test_variables_set_to_nothing_are_not_set_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    """A console that leaves FAASLENS_X= in a function's environment changes nothing and
+    prints nothing; only FAASLENS_REDACT_KEYS=, where empty is a value, redacts no key."""
+    blank = {f"FAASLENS_{key.upper()}": "" for key in ShipperConfig.__slots__}
+    blank.update({"FAASLENS_PRICE_PER_GB_S": " ", "FAASLENS_DEBUG_BUFFER": "  "})
+    cfg = load_config(blank)
+    assert capsys.readouterr().err == ""
+    defaults = ShipperConfig()
+    for key in ShipperConfig.__slots__:
+        expected = () if key == "redact_keys" else getattr(defaults, key)
+        assert getattr(cfg, key) == expected, key
+
+
+def test_a_bad_number_is_named_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    load_config({"FAASLENS_DEBUG_BUFFER": "lots", "FAASLENS_TCP_TIMEOUT_S": "soon"})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "faaslens: ignoring bad setting: FAASLENS_DEBUG_BUFFER: not an integer: 'lots'",
+        "faaslens: ignoring bad setting: FAASLENS_TCP_TIMEOUT_S: not a number: 'soon'",
+    ]
 
 
 def test_bad_code_settings_raise() -> None:

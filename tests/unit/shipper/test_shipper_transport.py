@@ -175,3 +175,50 @@ def test_record_kept_while_the_tcp_collector_is_away_then_flushed() -> None:
     finally:
         sh.close()
         server.stop()
+
+
+def test_tcp_record_after_collector_restart_reaches_the_new_one(rx: Receiver) -> None:
+    server = TcpServer()
+    port = server.port
+    sh = make_shipper(rx, endpoint=f"tcp://127.0.0.1:{port}")
+    stats = sh.stats
+
+    @sh.instrument(name="f")
+    def handler() -> None:
+        pass
+
+    handler()
+    poll_until(lambda: len(server.frames) == 1, timeout=5, what="first record")
+    server.stop()  # the worker restarts between invocations
+    server2 = TcpServer(port)
+    try:
+        handler()  # written to the new worker before the handler returns
+        poll_until(lambda: len(server2.frames) == 1, timeout=5, what="record after restart")
+        assert stats.frames_sent == 2 and stats.send_errors == 0
+        assert stats.tcp_reconnects == 2
+    finally:
+        sh.close()
+        server2.stop()
+
+
+def test_tcp_record_not_written_is_a_send_error_not_sent() -> None:
+    server = TcpServer()
+    port = server.port
+    stats = Stats()
+    tcp = TcpTransport("127.0.0.1", port, stats)
+    tcp.send([b'{"n":1}'])
+    poll_until(lambda: len(server.frames) == 1, timeout=5, what="first frame")
+    server.stop()  # nobody listens now
+    tcp.send([b'{"n":2}'])
+    tcp.send([b'{"n":3}'])
+    # Counted once each when their send returned, and not as sent.
+    assert stats.frames_sent == 1 and stats.send_errors == 2
+    server2 = TcpServer(port)
+    try:
+        tcp._next_try = 0.0  # skip the reconnect backoff
+        tcp.send([b'{"n":4}'])
+        poll_until(lambda: len(server2.frames) == 3, timeout=5, what="late frames")
+        assert stats.frames_sent == 4 and stats.frames_late == 2 and stats.send_errors == 2
+    finally:
+        tcp.close()
+        server2.stop()

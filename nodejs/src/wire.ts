@@ -142,7 +142,11 @@ export function dumps(value: unknown): string {
   }
 }
 
-/** HMAC-SHA256 signing: `s1 <key-id> <hex> <json>`. */
+/**
+ * HMAC-SHA256 signing with the signing time: `s2 <key-id> <ms> <hex> <json>`, the HMAC
+ * taken over `<ms> <json>` (the worker refuses a frame signed too long ago, so a
+ * captured frame cannot be replayed later). `nowMs`: the wall clock, epoch ms.
+ */
 export class Signer {
   readonly overhead: number;
   private readonly prefix: string;
@@ -150,15 +154,18 @@ export class Signer {
   constructor(
     keyId: string,
     private readonly key: string,
+    private readonly nowMs: () => number = Date.now,
   ) {
-    this.prefix = `s1 ${keyId} `;
-    this.overhead = Buffer.byteLength(this.prefix) + 64 + 1;
+    this.prefix = `s2 ${keyId} `;
+    // prefix, up to 15 digits of milliseconds and a space, the digest and a space
+    this.overhead = Buffer.byteLength(this.prefix) + 16 + 64 + 1;
   }
 
-  /** The signed frame for a JSON body (the signature covers the body's UTF-8 bytes). */
+  /** The signed frame for a JSON body (the signature covers the time and the body's bytes). */
   sign(body: Buffer): Buffer {
-    const digest = createHmac("sha256", this.key).update(body).digest("hex");
-    return Buffer.concat([Buffer.from(`${this.prefix}${digest} `), body]);
+    const stamp = `${Math.floor(this.nowMs())} `;
+    const digest = createHmac("sha256", this.key).update(stamp).update(body).digest("hex");
+    return Buffer.concat([Buffer.from(`${this.prefix}${stamp}${digest} `), body]);
   }
 }
 

@@ -46,6 +46,9 @@ MAX_ATTEMPT: Final = 1000
 HISTOGRAM_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
+# A label key (at any depth): at most this many characters, never U+0000 (Elasticsearch's
+# flattened fields refuse it, and index key and value as one term of bounded size).
+MAX_LABEL_KEY: Final = 256
 
 # Log levels: the wire names, their numbers (stdlib logging's), and the aliases
 # that loggers use for them.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 from bisect import bisect_left
@@ -27,7 +28,7 @@ from functools import partial
 from typing import Any, Final
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -37,6 +38,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
+
+from faaslens.ingest.buckets import SECONDS, BucketTable, buckets_for
+from faaslens.ingest.recent import RecentKeys
 
 __all__ = ["CORE_LABELS", "Aggregates"]
 
@@ -64,26 +68,7 @@ _LIFECYCLE_FIELDS: Final = (
     "cloud.region",
 )
 
-DURATION_BUCKETS: Final = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    900.0,
-)
+DURATION_BUCKETS: Final = SECONDS
 INIT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 _MIB = 1024 * 1024
 MEMORY_BUCKETS: Final = tuple(
@@ -98,9 +83,16 @@ _EXEMPLAR_ID_ROOM: Final = _EXEMPLAR_MAX - len("invocation_id")
 _EXEMPLAR_BOTH_ROOM: Final = _EXEMPLAR_ID_ROOM - len("trace_id") - 32
 
 CUSTOM_PREFIX: Final = "faas_custom_"
-CUSTOM_REJECT_REASONS: Final = ("kind_conflict", "label_conflict", "invalid", "too_many_metrics")
-# Custom histograms use prometheus_client's default buckets (+Inf is implied here).
-CUSTOM_BUCKETS: Final = tuple(b for b in Histogram.DEFAULT_BUCKETS if b != float("inf"))
+CUSTOM_REJECT_REASONS: Final = (
+    "kind_conflict",
+    "label_conflict",
+    "unit_conflict",
+    "invalid",
+    "too_many_metrics",
+)
+# Custom metric and label names as the protocol allows them: valid Prometheus names
+# that need no escaping in either format. Anything else is refused, never exposed.
+_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 
 
 # A Sample from its six fields in order. Sample(...) runs a Python-level __new__:
@@ -122,13 +114,38 @@ def _muted() -> bool:
     return getattr(_MUTED, "on", False)
 
 
+def _utf8(value: str) -> str:
+    """``value`` as a string UTF-8 can encode: a lone surrogate (which a Python string,
+    unlike JSON text, may hold) becomes U+FFFD, so one value cannot fail a whole scrape."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _clean(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Label values as :func:`_utf8` leaves them (the same tuple when nothing changes)."""
+    cleaned = tuple(map(_utf8, values))
+    return values if cleaned == values else cleaned
+
+
+def _escape(value: str) -> str:
+    """A label value escaped as both formats require (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str, openmetrics: bool) -> str:
+    """HELP text: the text format escapes backslash and newline, OpenMetrics also quotes."""
+    text = _utf8(text).replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
 def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
-    """``{name="value",...`` (no closing brace), escaped as both formats require."""
-    parts = []
-    for n, value in zip(names, values, strict=True):
-        v = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        parts.append(f'{n}="{v}"')
-    return "{" + ",".join(parts)
+    """``{name="value",...`` (no closing brace), escaped as both formats require.
+
+    Names are the worker's own or checked custom names (see :data:`_NAME_RE`)."""
+    return "{" + ",".join(f'{n}="{_escape(_utf8(v))}"' for n, v in zip(names, values, strict=True))
 
 
 def _num(v: float) -> str:
@@ -141,7 +158,8 @@ def _num(v: float) -> str:
 
 
 def _exemplar_text(ex: Exemplar) -> str:
-    labels = ",".join(f'{k}="{v}"' for k, v in ex.labels.items())  # ids: no escaping needed
+    # An invocation id is any string the protocol allows: escaped like any label value.
+    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in ex.labels.items())
     ts = "" if ex.timestamp is None else f" {ex.timestamp!r}"
     return f" # {{{labels}}} {_num(ex.value)}{ts}"
 
@@ -149,7 +167,7 @@ def _exemplar_text(ex: Exemplar) -> str:
 def _head(out: list[str], name: str, help_: str, kind: str, openmetrics: bool) -> None:
     # The text format names a counter's family with its _total suffix.
     family = name + "_total" if kind == "counter" and not openmetrics else name
-    out.append(f"# HELP {family} {help_}\n# TYPE {family} {kind}\n")
+    out.append(f"# HELP {family} {_escape_help(help_, openmetrics)}\n# TYPE {family} {kind}\n")
 
 
 class _Histogram:
@@ -226,8 +244,8 @@ class _CoreSeries:
     )  # fmt: skip
 
     def __init__(self, key: tuple[str, ...]) -> None:
-        self.key = key  # the label values (the overflow key past the cap)
-        self.lbl = _label_text(CORE_LABELS, key)  # rendered once, used by every scrape
+        self.key = _clean(key)  # the label values (the overflow key past the cap)
+        self.lbl = _label_text(CORE_LABELS, self.key)  # rendered once, used by every scrape
         self.last = 0.0
         self.inv = 0
         self.err = 0
@@ -433,11 +451,12 @@ class _CustomSeries:
     """One series of a custom metric: the counter's or gauge's value, or a
     histogram's sum and per-bucket counts (+Inf last, not cumulative)."""
 
-    __slots__ = ("buckets", "last", "value")
+    __slots__ = ("buckets", "key", "last", "value")
 
-    def __init__(self, histogram: bool) -> None:
+    def __init__(self, key: tuple[str, ...], n_buckets: int) -> None:
+        self.key = _clean(key)  # label values as exposed
         self.value: float = 0.0
-        self.buckets = [0] * (len(CUSTOM_BUCKETS) + 1) if histogram else []
+        self.buckets = [0] * n_buckets
         self.last = 0.0
 
 
@@ -446,14 +465,24 @@ class _Custom(Collector):
     registry refuses a clashing name as for any metric, and a sweep can unregister
     it alone, freeing its name."""
 
-    def __init__(self, full: str, kind: str, label_keys: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        full: str,
+        kind: str,
+        label_keys: tuple[str, ...],
+        unit: str | None,
+        bounds: tuple[float, ...] = (),
+    ) -> None:
         self.full = full
         self.kind = kind
+        self.unit = unit  # of the first sample: later samples must agree
+        self.bounds = bounds  # histograms only (+Inf implied)
         self.label_keys = label_keys  # user label names, sorted, without "function"
         self.labelnames = ("function", *label_keys)
         self.series: dict[tuple[str, ...], _CustomSeries] = {}
-        self.help = f"Custom {kind} sent by functions"
+        self.help = f"Custom {kind} sent by functions" + (f" (unit: {unit})" if unit else "")
         self.name = self._family().name  # a counter's family name loses a "_total"
+        self.shape = _Histogram(self.name, bounds) if kind == "histogram" else None
 
     def _family(self) -> Metric:
         if self.kind == "counter":
@@ -472,15 +501,15 @@ class _Custom(Collector):
         name = self.name
         _head(out, name, self.help, self.kind, openmetrics)
         names = self.labelnames
-        series = list(self.series.items())
-        if self.kind == "histogram":
-            shape = _Histogram(name, CUSTOM_BUCKETS)
-            for key, s in series:
-                shape.text(out, _label_text(names, key), s.buckets, s.value, None)
+        series = list(self.series.values())
+        shape = self.shape
+        if shape is not None:
+            for s in series:
+                shape.text(out, _label_text(names, s.key), s.buckets, s.value, None)
         else:
             sample = name + "_total" if self.kind == "counter" else name
-            for key, s in series:
-                out.append(f"{sample}{_label_text(names, key)}}} {_num(s.value)}\n")
+            for s in series:
+                out.append(f"{sample}{_label_text(names, s.key)}}} {_num(s.value)}\n")
         return out
 
     def collect(self) -> Iterable[Metric]:
@@ -490,32 +519,39 @@ class _Custom(Collector):
         fam = self._family()
         samples = fam.samples
         names = self.labelnames
-        series = list(self.series.items())  # a snapshot, as for the core series
-        if self.kind == "histogram":
-            shape = _Histogram(fam.name, CUSTOM_BUCKETS)
-            for key, s in series:
-                shape.add(samples, dict(zip(names, key, strict=True)), s.buckets, s.value)
+        series = list(self.series.values())  # a snapshot, as for the core series
+        shape = self.shape
+        if shape is not None:
+            for s in series:
+                shape.add(samples, dict(zip(names, s.key, strict=True)), s.buckets, s.value)
         else:
             sample = fam.name + "_total" if self.kind == "counter" else fam.name
-            for key, s in series:
-                samples.append(
-                    _sample((sample, dict(zip(names, key, strict=True)), s.value, None, None, None))
-                )
+            for s in series:
+                labels = dict(zip(names, s.key, strict=True))
+                samples.append(_sample((sample, labels, s.value, None, None, None)))
         return (fam,)
 
 
 def _exemplar(exec_id: Any, trace_id: Any) -> dict[str, str] | None:
-    if type(exec_id) is not str or len(exec_id) > _EXEMPLAR_ID_ROOM:
+    """Exemplar labels for an invocation, or None when its id cannot be one: too long
+    for OpenMetrics, or holding a double quote. Escaped (``\\"``) it is valid
+    OpenMetrics, but prometheus_client's parser (0.2x) ends an exemplar's labels at
+    any quote, so the id could not be read back by every client."""
+    if type(exec_id) is not str or len(exec_id) > _EXEMPLAR_ID_ROOM or '"' in exec_id:
         return None
+    exec_id = _utf8(exec_id)
     if type(trace_id) is str and len(exec_id) <= _EXEMPLAR_BOTH_ROOM:
         return {"invocation_id": exec_id, "trace_id": trace_id}
     return {"invocation_id": exec_id}
 
 
-def _labels_invalid(kind: str, label_keys: tuple[str, ...]) -> bool:
-    """Label names Prometheus reserves (prometheus_client refuses them): any starting
-    with ``__``, and ``le`` on a histogram. The validator lets no other invalid name in."""
-    return any(k.startswith("__") for k in label_keys) or (
+def _names_invalid(name: str, kind: str, label_keys: tuple[str, ...]) -> bool:
+    """A metric or label name that is not a plain Prometheus name, or a label name
+    Prometheus reserves (prometheus_client refuses them): any starting with ``__``,
+    and ``le`` on a histogram."""
+    if _NAME_RE.fullmatch(name) is None or kind not in ("counter", "gauge", "histogram"):
+        return True
+    return any(_NAME_RE.fullmatch(k) is None or k.startswith("__") for k in label_keys) or (
         kind == "histogram" and "le" in label_keys
     )
 
@@ -530,6 +566,9 @@ class Aggregates:
         series_cap: int = 10_000,
         series_ttl_s: float = 900.0,
         custom_metrics_cap: int = 1000,
+        custom_buckets: BucketTable | None = None,
+        dedupe_window_s: float = 180.0,
+        dedupe_max_keys: int = 250_000,
     ) -> None:
         # _created samples double the scrape cost and say little for these metrics.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -537,6 +576,10 @@ class Aggregates:
         self.series_cap = series_cap
         self.series_ttl_s = series_ttl_s
         self.custom_metrics_cap = custom_metrics_cap
+        self.custom_buckets: BucketTable = dict(custom_buckets or {})
+        # Invocation records already counted (id and start time): a record the
+        # transport repeats, or a replayed signed frame, is counted once.
+        self._seen = RecentKeys(dedupe_window_s, dedupe_max_keys)
         self._core: dict[tuple[str, ...], _CoreSeries] = {}
         registry.register(_CoreCollector(self._core))
         self._lifecycle: dict[tuple[str, ...], _LifecycleSeries] = {}
@@ -565,6 +608,11 @@ class Aggregates:
             ["function"],
             registry=registry,
         )
+        self.repeated = Counter(
+            "faaslens_invocations_repeated",
+            "Invocation records received again (same id and start time) and not counted again",
+            registry=registry,
+        )
         self._core_overflow = self.overflow.labels("faas_invocations_total")
         self._lifecycle_overflow = self.overflow.labels("faas_invocations_started_total")
         self._custom_rejected = {r: self.custom_rejected.labels(r) for r in CUSTOM_REJECT_REASONS}
@@ -580,7 +628,13 @@ class Aggregates:
             self.observe(inv, now)
 
     def observe(self, inv: dict[str, Any], now: float) -> None:
-        """Update the aggregates from one validated invocation record."""
+        """Update the aggregates from one validated invocation record (once per record:
+        the same ``faas.execution`` and ``@timestamp`` again is counted as repeated)."""
+        record = hash((inv["faas.execution"], inv["@timestamp"]))
+        seen = self._seen
+        if record in seen or not seen.first_time(record, now):
+            self.repeated.inc()
+            return
         get = inv.get
         function = get("faas.name", "")
         outcome = inv["event.outcome"]
@@ -698,13 +752,18 @@ class Aggregates:
         name: str = m["name"]
         kind: str = m["kind"]
         user: dict[str, str] = m.get("labels") or {}
+        unit: str | None = m.get("unit")
         c = self._custom.get(name)
         if c is None:
-            c = self._register_custom(name, kind, user)
+            c = self._register_custom(name, kind, user, unit)
             if c is None:
                 return
         elif c.kind != kind:
             self._custom_rejected["kind_conflict"].inc()
+            return
+        elif c.unit != unit:
+            # Buckets (and meaning) follow the first sample's unit: mixing would lie.
+            self._custom_rejected["unit_conflict"].inc()
             return
         keys = c.label_keys
         # The worker's "function" wins over one sent in the labels.
@@ -733,7 +792,7 @@ class Aggregates:
             s.value = value
         else:
             # A pre-aggregated object stands for `count` observations in value's bucket.
-            s.buckets[bisect_left(CUSTOM_BUCKETS, value)] += m.get("count", 1)
+            s.buckets[bisect_left(c.bounds, value)] += m.get("count", 1)
             s.value += m.get("sum", value)
 
     def _new_custom(self, c: _Custom, key: tuple[str, ...]) -> _CustomSeries:
@@ -743,11 +802,13 @@ class Aggregates:
             s = c.series.get(key)
             if s is not None:
                 return s
-        s = _CustomSeries(c.kind == "histogram")
+        s = _CustomSeries(key, len(c.bounds) + 1 if c.kind == "histogram" else 0)
         c.series[key] = s
         return s
 
-    def _register_custom(self, name: str, kind: str, user: dict[str, str]) -> _Custom | None:
+    def _register_custom(
+        self, name: str, kind: str, user: dict[str, str], unit: str | None
+    ) -> _Custom | None:
         label_keys = tuple(sorted(k for k in user if k != "function"))
         failed = self._custom_failed.get((name, kind, label_keys))
         if failed is not None:
@@ -757,8 +818,9 @@ class Aggregates:
             self._custom_rejected["too_many_metrics"].inc()
             return None
         reason = "invalid"
-        if not _labels_invalid(kind, label_keys):
-            c = _Custom(CUSTOM_PREFIX + name, kind, label_keys)
+        if not _names_invalid(name, kind, label_keys):
+            bounds = buckets_for(name, unit, self.custom_buckets) if kind == "histogram" else ()
+            c = _Custom(CUSTOM_PREFIX + name, kind, label_keys, unit, bounds)
             try:
                 self._registry.register(c)
             except ValueError:

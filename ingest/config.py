@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faaslens.commandline import Parser
+from faaslens.ingest.buckets import check_bounds
 from faaslens.protocol import LEVEL_NUMBERS
 from faaslens.values import parse_bool
 
@@ -209,6 +210,26 @@ class IngestConfig:
     max_frame_bytes: int = setting(
         MIB, "largest frame accepted; larger ones are rejected", "bytes", check=_at_least(1024)
     )
+    # TCP memory bounds (ingest/conn_bounds.py).
+    tcp_max_connections: int = setting(
+        1024,
+        "TCP connections open at once; more are closed at once (counted)",
+        "connections",
+        check=_at_least(1),
+    )
+    tcp_max_buffered_bytes: int = setting(
+        64 * MIB,
+        "bytes of unfinished lines over all TCP connections; past it the connection "
+        "holding the most is closed (counted)",
+        "bytes",
+        check=_at_least(1024),
+    )
+    tcp_idle_timeout_s: float = setting(
+        300.0,
+        "a TCP connection silent, or leaving a line unfinished, this long is closed (counted)",
+        "seconds",
+        check=_positive,
+    )
     reuse_port: bool = setting(
         False, "SO_REUSEPORT on the UDP and TCP sockets, so several workers share a port"
     )
@@ -223,6 +244,43 @@ class IngestConfig:
         ),
     )
     require_signature: bool = setting(False, "reject frames that are not signed")
+    # Accepted @timestamp window around the worker's clock: whatever arrives creates at
+    # most ~max_age/1 day + 1 daily indices per kind. Keep max_age at or under
+    # retention_days.
+    timestamp_max_age_s: float = setting(
+        7 * 86_400.0,
+        "an event older than this by the worker's clock is rejected (bad_timestamp); 0: no bound",
+        "seconds",
+        check=_at_least(0),
+    )
+    timestamp_max_ahead_s: float = setting(
+        900.0,
+        "an event further ahead than this of the worker's clock is rejected "
+        "(bad_timestamp); 0: no bound",
+        "seconds",
+        check=_at_least(0),
+    )
+    signature_max_age_s: float = setting(
+        60.0,
+        "a frame signed with a time (s2) further than this from the worker's clock, "
+        "either way, is refused as stale",
+        "seconds",
+        check=_positive,
+    )
+    # At most dedupe_max_keys records (~64 bytes each) per half-window: under a higher
+    # rate the window is shorter.
+    dedupe_window_s: float = setting(
+        180.0,
+        "an invocation record (same id and start time) seen again within this is aggregated once",
+        "seconds",
+        check=_positive,
+    )
+    dedupe_max_keys: int = setting(
+        250_000,
+        "invocation records remembered per half-window for deduplication",
+        "records",
+        check=_at_least(1),
+    )
     es_url: str = setting(
         "http://127.0.0.1:9200",
         "Elasticsearch URL, or the nodes of one cluster comma-separated (a TOML list in "
@@ -327,6 +385,21 @@ class IngestConfig:
         "seconds",
         check=_at_least(0),
     )
+    # Until both bounds pass, a refused document is retried, and on replay moved behind
+    # the rest of the spool.
+    es_doc_max_attempts: int = setting(
+        10,
+        "a document Elasticsearch refuses on its own (403 on a blocked index, 5xx for it "
+        "alone) is dead-lettered once refused this many times over es_doc_deadline_s",
+        "attempts",
+        check=_at_least(1),
+    )
+    es_doc_deadline_s: float = setting(
+        900.0,
+        "the least time a refused document is retried before it is dead-lettered",
+        "seconds",
+        check=_at_least(0),
+    )
     state_dir: str = field(
         default_factory=default_state_dir,
         metadata=about(
@@ -370,6 +443,16 @@ class IngestConfig:
         "distinct custom metric names (faas_custom_*), at most; more are rejected",
         "names",
         check=_at_least(1),
+    )
+    custom_histogram_buckets: dict[str, tuple[float, ...]] = field(
+        default_factory=dict,
+        metadata=about(
+            "bucket upper bounds per custom histogram name, in the unit its samples carry "
+            "(a table of name = [bounds] in the config file); others get bounds chosen by "
+            "their unit (ingest/buckets.py)",
+            metavar="NAME=B1,B2[;NAME=...]",
+            shown="none",
+        ),
     )
     unfinished_grace_s: float = setting(
         10.0,
@@ -464,6 +547,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError("boolean where a number is expected")
             value = _number(float, raw, "a number")
+        elif name == "custom_histogram_buckets":
+            value = _parse_buckets(raw)
         elif isinstance(default, dict):
             value = _parse_keys(raw)
         elif isinstance(raw, list):  # es_url = ["https://a:9200", "https://b:9200"]
@@ -491,6 +576,22 @@ def _number(kind: Callable[[Any], Any], raw: Any, what: str) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise ValueError(f"not {what}: {raw!r}") from None
+
+
+def _parse_buckets(raw: Any) -> dict[str, tuple[float, ...]]:
+    """Histogram bounds per metric name, as a TOML table or ``name=b1,b2;name2=...``."""
+    if isinstance(raw, Mapping):
+        items = [(str(k), v if isinstance(v, list | tuple) else [v]) for k, v in raw.items()]
+    else:
+        items = []
+        for part in str(raw).split(";"):
+            if not part.strip():
+                continue
+            name, sep, bounds = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError("expected name=bound,bound[;name=bound,...]")
+            items.append((name.strip(), bounds.split(",")))
+    return {name: check_bounds(float(b) for b in bounds) for name, bounds in items}
 
 
 def _parse_keys(raw: Any) -> dict[str, str]:

@@ -14,6 +14,7 @@ batching and the bulk body never touch the JSON again.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -67,6 +68,26 @@ def day_of(ts_ms: int) -> str:
     return day
 
 
+# Elasticsearch refuses an _id over 512 bytes (UTF-8), failing the whole bulk request.
+ID_MAX_BYTES: Final = 512
+# An id of at most this many characters fits whatever they are (4 bytes each at most).
+SHORT_ID: Final = ID_MAX_BYTES // 4
+_HASHED_HEAD: Final = 200  # bytes of the original id kept in front of its hash
+
+
+def bounded_id(doc_id: str) -> str:
+    """``doc_id`` if Elasticsearch takes it, else its first bytes and a hash of it all:
+    ``<head>~<sha256 hex>``, at most 266 bytes, the same for the same id (so a
+    retry still answers 409)."""
+    if len(doc_id) <= SHORT_ID:
+        return doc_id
+    raw = doc_id.encode("utf-8", "surrogatepass")
+    if len(raw) <= ID_MAX_BYTES:
+        return doc_id
+    head = raw[:_HASHED_HEAD].decode("utf-8", "ignore")  # never cut a character in two
+    return f"{head}~{hashlib.sha256(raw).hexdigest()}"
+
+
 def attempt_id(exec_id: str, attempt: int | None) -> str:
     """An invocation's document id: its id, then ``~<attempt>`` for an attempt after
     the first (platforms redeliver with the same id: each attempt is its own record)."""
@@ -75,9 +96,10 @@ def attempt_id(exec_id: str, attempt: int | None) -> str:
 
 def log_doc_id(exec_id: str | None, src: str, seq: int, attempt: int | None = None) -> str:
     """A log line's id: its invocation attempt's id (else its sender's) and its sequence
-    number."""
+    number, bounded in bytes (:func:`bounded_id`)."""
     owner = attempt_id(exec_id, attempt) if exec_id is not None else src
-    return f"{owner}-{seq}"
+    doc_id = f"{owner}-{seq}"
+    return bounded_id(doc_id) if len(doc_id) > SHORT_ID else doc_id
 
 
 # The value of event.reason on every unfinished invocation document (bounded).
@@ -95,7 +117,8 @@ def unfinished_doc(exec_id: str, res: dict[str, Any], start: dict[str, Any]) -> 
     doc["event.reason"] = UNFINISHED_REASON
     ts: int = doc["@timestamp"]
     doc["event.start"] = ts
-    return Doc("invocations", exec_id, day_of(ts), orjson.dumps(doc))
+    doc_id = bounded_id(exec_id) if len(exec_id) > SHORT_ID else exec_id
+    return Doc("invocations", doc_id, day_of(ts), orjson.dumps(doc))
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:
@@ -120,6 +143,8 @@ def invocation_docs(res: dict[str, Any], ev: dict[str, Any], docs: list[Doc]) ->
     metrics = merged.pop("metrics", None)
     ts: int = merged["@timestamp"]
     exec_id = attempt_id(merged["faas.execution"], merged.get("faas.attempt"))
+    if len(exec_id) > SHORT_ID:
+        exec_id = bounded_id(exec_id)
     day = day_of(ts)
     merged["event.dataset"] = "faas.invocation"
     merged["event.kind"] = "event"

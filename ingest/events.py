@@ -24,6 +24,9 @@ FRAME_REASONS: tuple[str, ...] = (
     "bad_json",
     "bad_envelope",
     "bad_version",
+    "truncated",  # a TCP connection ended in the middle of a frame
+    "stale",  # signed too long ago (or too far ahead): a replay, or a clock far off
+    "duplicate_key",  # an object holds a key twice: which value counts is ambiguous
 )
 EVENT_REASONS: tuple[str, ...] = (
     "unknown_type",
@@ -31,6 +34,7 @@ EVENT_REASONS: tuple[str, ...] = (
     "wrong_type",
     "bad_value",
     "too_large",
+    "bad_timestamp",  # @timestamp outside the accepted window (max_age_s / max_ahead_s)
 )
 
 

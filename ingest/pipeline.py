@@ -7,7 +7,9 @@ batcher; writer tasks hand full batches to the sink, so validation goes on
 while bulk requests are in flight. A full frame queue (``queue_max`` frames
 or ``queue_max_bytes``) pauses TCP readers and, for UDP (which cannot be
 paused), counts ``queue_full`` drops; a full batch queue stops validation
-until the sink catches up. Nothing is dropped without being counted.
+until the sink catches up, or, with a sink that has a disk buffer (``spill``),
+goes to that buffer so validation keeps pace with the sources. Nothing is
+dropped without being counted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -34,6 +36,9 @@ __all__ = ["Pipeline"]
 
 log = structlog.get_logger("faaslens.ingest")
 
+# Bytes of a rejected frame quoted in its log line: enough to recognise the sender's
+# mistake, not enough to turn logs into a copy of hostile input.
+SAMPLE_BYTES = 160
 # Frames validated between two yields to the loop (HTTP, TCP, timers get their turn).
 STEP_FRAMES = 256
 # Full batches waiting for the sink: enough to overlap validation with bulk requests.
@@ -41,6 +46,21 @@ BATCH_QUEUE = 4
 # Concurrent sink writes: Elasticsearch indexes two bulk requests in parallel faster
 # than one after the other (the sink's write() allows concurrent calls).
 WRITERS = 2
+
+
+def peer_text(peer: Any) -> str:
+    """A sender's address as ``host:port`` (``"unknown"`` when the source gave none)."""
+    if peer is None or peer == "":
+        return "unknown"
+    if type(peer) is tuple:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def sample_text(frame: bytes) -> str:
+    """The first SAMPLE_BYTES of a frame as text (invalid UTF-8 escaped), marked when cut."""
+    head = frame[:SAMPLE_BYTES].decode("utf-8", "backslashreplace")
+    return head + "…" if len(frame) > SAMPLE_BYTES else head
 
 
 class Pipeline:
@@ -67,6 +87,10 @@ class Pipeline:
         self.aggregates = aggregates
         self.metrics = metrics
         self.sink = sink
+        # A sink with a disk buffer takes overflow batches directly (see _hand_over).
+        self._spill: Callable[[Sequence[Doc]], Awaitable[None]] | None = getattr(
+            sink, "spill", None
+        )
         self.batcher = batcher
         self.queue_max = queue_max
         self.queue_max_bytes = queue_max_bytes
@@ -82,6 +106,11 @@ class Pipeline:
         self.retry_max_s = retry_max_s
         self.settler = settler
         self._frames: collections.deque[bytes] = collections.deque()
+        # id(frame) -> its sender's address, for the frames whose source gave one.
+        # An entry lives as long as its frame is queued, so the id cannot be reused.
+        self._peers: dict[int, Any] = {}
+        # Called on every rejection (e.g. the UDP source then reads senders' addresses).
+        self.on_rejection: Callable[[], None] | None = None
         self._waiting = False
         self._stopping = False
         self._wake = asyncio.Event()
@@ -122,8 +151,11 @@ class Pipeline:
 
     # -- intake ---------------------------------------------------------------------
 
-    def offer_threadsafe(self, frames: list[bytes]) -> None:
-        """Queue frames from another thread; excess over the bound is counted as dropped."""
+    def offer_threadsafe(self, frames: list[bytes], peers: list[Any] | None = None) -> None:
+        """Queue frames from another thread; excess over the bound is counted as dropped.
+
+        ``peers``: the senders' addresses, parallel to ``frames``, when the source
+        has them (they name the sender in rejection logs)."""
         dq = self._frames
         room = self.queue_max - len(dq)
         room_bytes = self.queue_max_bytes - self.depth_bytes
@@ -145,16 +177,24 @@ class Pipeline:
                 self._loop.call_soon_threadsafe(self._dropped_were_received, frames[keep:])
             frames = frames[:keep]
         self._in_bytes_thread += size
+        if peers:
+            # Before the frames are queued: the loop thread pops a frame's peer with it.
+            # Not strict: frames past the queue's bound were cut off, their peers are not.
+            self._peers.update(zip(map(id, frames), peers, strict=False))
         dq.extend(frames)
         # Wake the processor only if it sleeps: one wakeup per idle period, not per chunk.
         if self._waiting and self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def offer(self, frames: Iterable[bytes]) -> None:
-        """Queue frames on the loop thread (TCP). Sources are paused when the queue is full."""
+    def offer(self, frames: Iterable[bytes], peer: str = "") -> None:
+        """Queue frames on the loop thread (TCP), all from ``peer``. Sources are paused
+        when the queue is full."""
         dq = self._frames
+        peers = self._peers
         for f in frames:
             self._in_bytes_loop += len(f)
+            if peer:
+                peers[id(f)] = peer
             dq.append(f)
         if self._waiting:
             self._wake.set()
@@ -163,10 +203,10 @@ class Pipeline:
             for pause, _ in self._pause_hooks:
                 pause()
 
-    def reject(self, reason: str, **detail: Any) -> None:
+    def reject(self, reason: str, *, sample: bytes = b"", **detail: Any) -> None:
         """Count a frame a source rejected itself (e.g. an over-long TCP line)."""
         self.metrics.frame_reasons[reason].inc()
-        self.rejections.note("frame", reason, **detail)
+        self.rejections.note("frame", reason, sample=sample_text(sample), **detail)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -200,6 +240,7 @@ class Pipeline:
             self.metrics.docs_dropped.labels("shutdown").inc(docs)
             log.error("shutdown deadline passed: dropped", frames=left, docs=docs)
         self._frames.clear()
+        self._peers.clear()
         self._out_bytes = self._in_bytes_thread + self._in_bytes_loop
         return left
 
@@ -267,7 +308,7 @@ class Pipeline:
             batch = self.batcher.flush()
             if batch:
                 self._last_flush = time.monotonic()
-                await self._batches.put(batch)
+                await self._hand_over(batch)
 
     async def _step(self) -> None:
         """Validate up to STEP_FRAMES frames and route what they became."""
@@ -281,25 +322,33 @@ class Pipeline:
         add = self.batcher.add
         m = self.metrics
         now = time.monotonic()
-        n_inv = n_log = n_err = n_start = unknown = lost = late = 0
+        n_inv = n_log = n_err = n_start = unknown = lost = late = n_ok = 0
         full: list[list[Doc]] = []
         out_bytes = 0
+        peers = self._peers
         for _ in range(n):
             frame = popleft()
             out_bytes += len(frame)
+            peer = peers.pop(id(frame), None) if peers else None
             try:
                 res = validate(frame)
             except Exception as exc:  # a bug must cost one frame, not the pipeline
-                self._internal_error("validate", exc)
+                self._internal_error("validate", exc, frame, peer)
                 continue
             if res.rejected is not None:
                 m.frame_reasons[res.rejected].inc()
-                self.rejections.note("frame", res.rejected)
+                self._rejected("frame", res.rejected, frame, peer)
                 continue
             if res.event_rejections:
                 for reason in res.event_rejections:
                     m.event_reasons[reason].inc()
-                    self.rejections.note("event", reason, src=res.src)
+                    self._rejected("event", reason, frame, peer, src=res.src)
+            n_ok += 1
+            if res.dropped:
+                for part in res.dropped:
+                    what, _, reason = part.partition(":")
+                    m.parts_dropped.labels(what, reason).inc()
+                    self._rejected("part", part, frame, peer, src=res.src)
             unknown += res.unknown_fields
             d = see(res.src, res.seq, now)  # type: ignore[arg-type]  # set when not rejected
             if d > 0:
@@ -330,6 +379,8 @@ class Pipeline:
                     full.append(batch)
         self.frames_processed += n
         self._out_bytes += out_bytes
+        if n_ok:
+            m.frames_accepted.inc(n_ok)
         if n_inv:
             m.accepted_inv.inc(n_inv)
             m.docs_built_by_kind["invocations"].inc(n_inv)
@@ -348,7 +399,7 @@ class Pipeline:
             m.frames_late.inc(late)
         for batch in full:
             self._last_flush = now
-            await self._batches.put(batch)
+            await self._hand_over(batch)
         await self._settle_due(now)
         await self._flush_if_due()
 
@@ -373,9 +424,39 @@ class Pipeline:
         if late:
             self.metrics.frames_late.inc(late)
 
-    def _internal_error(self, stage: str, exc: Exception) -> None:
+    def _rejected(self, what: str, reason: str, frame: bytes, peer: Any, **detail: Any) -> None:
+        """Log a rejection (rate-limited) with its sender and the start of its frame."""
+        if self.on_rejection is not None:
+            self.on_rejection()
+        self.rejections.note(
+            what, reason, peer=peer_text(peer), size=len(frame), sample=sample_text(frame), **detail
+        )
+
+    async def _hand_over(self, batch: list[Doc]) -> None:
+        """Queue a batch for the writers; when they are all busy and the queue is full
+        (the sink takes less than arrives), spill it to the sink's disk buffer instead
+        of stopping validation, which would fill the frame queue and drop datagrams."""
+        if self._batches.full() and self._spill is not None:
+            self.metrics.batches_spilled.inc()
+            try:
+                await self._spill(batch)
+            except Exception as exc:  # the writers take it then, as before spilling existed
+                self._internal_error("spill", exc)
+            else:
+                return
+        await self._batches.put(batch)
+
+    def _internal_error(
+        self, stage: str, exc: Exception, frame: bytes = b"", peer: Any = None
+    ) -> None:
         self.metrics.internal_errors.labels(stage).inc()
-        self.rejections.note("internal_error", stage, error=repr(exc))
+        self.rejections.note(
+            "internal_error",
+            stage,
+            error=repr(exc)[:500],
+            peer=peer_text(peer),
+            sample=sample_text(frame),
+        )
 
     async def _write_loop(self) -> None:
         while True:

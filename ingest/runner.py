@@ -35,7 +35,7 @@ from faaslens.ingest.events import Sink
 from faaslens.ingest.http import HttpServer
 from faaslens.ingest.pending import Pending
 from faaslens.ingest.pipeline import Pipeline
-from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
+from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics, totals
 from faaslens.ingest.sequence import SequenceTracker
 from faaslens.ingest.settle import Settler
 from faaslens.ingest.sink_null import NullSink
@@ -86,11 +86,17 @@ class Worker:
             series_cap=config.series_cap,
             series_ttl_s=config.series_ttl_s,
             custom_metrics_cap=config.custom_metrics_cap,
+            custom_buckets=config.custom_histogram_buckets,
+            dedupe_window_s=config.dedupe_window_s,
+            dedupe_max_keys=config.dedupe_max_keys,
         )
         self.sequences = SequenceTracker(ttl_s=config.series_ttl_s)
         self.validator = Validator(
             hmac_keys=config.hmac_keys,
             require_signature=config.require_signature,
+            signature_max_age_s=config.signature_max_age_s,
+            max_age_s=config.timestamp_max_age_s or None,
+            max_ahead_s=config.timestamp_max_ahead_s or None,
             max_frame_bytes=config.max_frame_bytes,
         )
         self.settler = Settler(
@@ -189,6 +195,10 @@ class Worker:
                     self.metrics,
                     max_frame_bytes=cfg.max_frame_bytes,
                     reuse_port=reuse_port,
+                    max_connections=cfg.tcp_max_connections,
+                    max_buffered_bytes=cfg.tcp_max_buffered_bytes,
+                    idle_timeout_s=cfg.tcp_idle_timeout_s,
+                    rejections=self.pipeline.rejections,
                 )
                 with _naming("tcp_listen", cfg.tcp_listen):
                     await self.tcp.start()
@@ -205,6 +215,7 @@ class Worker:
                 )
                 with _naming("udp_listen", cfg.udp_listen):
                     self.udp.start()
+                self.pipeline.on_rejection = self.udp.capture_peers
             if cfg.lines_listen:
                 with _naming("lines_listen", cfg.lines_listen):
                     self.lines = await start_lines(cfg, self.registry, self.aggregates)
@@ -324,7 +335,7 @@ class Worker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
-        log.info("worker stopped")
+        log.info("worker stopped", **totals(self.registry))
 
     async def __aenter__(self) -> Worker:
         await self.start()

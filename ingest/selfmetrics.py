@@ -19,9 +19,11 @@ from prometheus_client.registry import Collector
 from faaslens.ingest.events import EVENT_REASONS, FRAME_REASONS
 from faaslens.protocol import INDEX_KINDS
 
-__all__ = ["DROP_REASONS", "RejectionLog", "SelfMetrics"]
+__all__ = ["DROP_REASONS", "TCP_CLOSE_REASONS", "RejectionLog", "SelfMetrics", "totals"]
 
 DROP_REASONS = ("queue_full", "shutdown")
+# Why the TCP source closed a connection (see ingest/source_tcp.py).
+TCP_CLOSE_REASONS = ("connection_cap", "buffer_cap", "idle_timeout")
 
 log = structlog.get_logger("faaslens.ingest")
 
@@ -51,6 +53,36 @@ class RejectionLog:
         st[0] = now + self.interval_s
         st[1] = 0
         return True
+
+
+# What the worker reports when it stops: name in the log line -> counters summed.
+TOTALS: dict[str, tuple[str, ...]] = {
+    "received": ("faaslens_datagrams_received_total", "faaslens_tcp_frames_received_total"),
+    "frames_accepted": ("faaslens_frames_accepted_total",),
+    "frames_rejected": ("faaslens_frames_rejected_total",),
+    "frames_dropped": ("faaslens_frames_dropped_total",),
+    "events_accepted": ("faaslens_events_accepted_total",),
+    "events_rejected": ("faaslens_events_rejected_total",),
+    "docs_built": ("faaslens_docs_built_total",),
+    "docs_indexed": ("faaslens_docs_indexed_total",),
+    "docs_duplicate": ("faaslens_docs_duplicate_total",),
+    "docs_spooled": ("faaslens_docs_spooled_total",),
+    "docs_replayed": ("faaslens_docs_replayed_total",),
+    "docs_dead_lettered": ("faaslens_dead_letter_total",),
+    "docs_failed": ("faaslens_docs_failed_total",),
+    "docs_dropped": ("faaslens_docs_dropped_total",),
+    "internal_errors": ("faaslens_internal_errors_total",),
+}
+
+
+def totals(registry: CollectorRegistry) -> dict[str, int]:
+    """The worker's lifetime totals (see :data:`TOTALS`), summed over labels."""
+    sums: dict[str, float] = {}
+    for family in registry.collect():
+        if family.name.startswith("faaslens_"):
+            for sample in family.samples:
+                sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+    return {key: int(sum(sums.get(n, 0.0) for n in names)) for key, names in TOTALS.items()}
 
 
 class _KernelDrops(Collector):
@@ -116,6 +148,11 @@ class SelfMetrics:
             "faaslens_frames_rejected", "Frames rejected whole", ["reason"], registry=registry
         )
         self.frame_reasons = {r: self.frames_rejected.labels(r) for r in FRAME_REASONS}
+        self.frames_accepted = Counter(
+            "faaslens_frames_accepted",
+            "Frames that passed the frame checks (their events are then accepted or rejected)",
+            registry=registry,
+        )
         self.frames_dropped = Counter(
             "faaslens_frames_dropped",
             "Frames received but dropped before validation",
@@ -133,6 +170,13 @@ class SelfMetrics:
             "faaslens_events_rejected", "Events rejected", ["reason"], registry=registry
         )
         self.event_reasons = {r: self.events_rejected.labels(r) for r in EVENT_REASONS}
+        self.parts_dropped = Counter(
+            "faaslens_event_parts_dropped",
+            "Labels and custom metrics dropped from events that were kept (the document "
+            "lists them in faaslens.dropped), by part and reason",
+            ["part", "reason"],
+            registry=registry,
+        )
         self.unknown_fields = Counter(
             "faaslens_unknown_fields", "Unknown event keys removed", registry=registry
         )
@@ -155,6 +199,13 @@ class SelfMetrics:
         self.tcp_connections = Gauge(
             "faaslens_tcp_connections", "Open TCP connections", registry=registry
         )
+        self.tcp_connections_closed = Counter(
+            "faaslens_tcp_connections_closed",
+            "TCP connections the worker closed to bound its memory, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.tcp_closed = {r: self.tcp_connections_closed.labels(r) for r in TCP_CLOSE_REASONS}
         self.udp_rcvbuf = Gauge(
             "faaslens_udp_receive_buffer_bytes",
             "Actual SO_RCVBUF of the UDP socket (as the kernel reports it)",
@@ -167,6 +218,12 @@ class SelfMetrics:
         self.batches = Counter(
             "faaslens_batches_written",
             "Batches handed to the sink and confirmed",
+            registry=registry,
+        )
+        self.batches_spilled = Counter(
+            "faaslens_batches_spilled",
+            "Batches put straight into the sink's disk spool because the sink took less "
+            "than arrived (replayed once it catches up)",
             registry=registry,
         )
         self.sink_errors = Counter(

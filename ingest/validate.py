@@ -10,11 +10,11 @@ by :mod:`faaslens.ingest.documents`.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
+import json
 import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -26,6 +26,8 @@ from faaslens.ingest.documents import (
     LOG_HEAD,
     LOG_TAIL,
     MS_PER_DAY,
+    SHORT_ID,
+    bounded_id,
     day_of,
     error_source,
     invocation_docs,
@@ -34,6 +36,7 @@ from faaslens.ingest.documents import (
     mark_frame,
 )
 from faaslens.ingest.events import Doc
+from faaslens.ingest.signature import Verifier
 from faaslens.ingest.validate_fast import UNSET, FastDecoder, dumps_members, to_dict
 
 __all__ = ["FrameResult", "Validator"]
@@ -149,14 +152,56 @@ _LOG_REQUIRED_SET: Final = frozenset(LOG_REQUIRED)
 _ENVELOPE_KEYS: Final = frozenset({"v", "src", "seq", "res", "ev"})
 
 _SRC_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_KEY_ID_RE: Final = re.compile(rb"[A-Za-z0-9_.\-]{1,32}")
-_SIG_RE: Final = re.compile(rb"[0-9a-f]{64}")
 _METRIC_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 _HEX_RE: Final = {
     32: re.compile(r"[0-9a-f]{32}").fullmatch,
     16: re.compile(r"[0-9a-f]{16}").fullmatch,
 }
 _METRIC_KEYS: Final = frozenset({"name", "kind", "value", "labels", "unit", "count", "sum"})
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Duplicate(Exception):
+    """A JSON object with a key twice (raised by the pairs hook, never escapes)."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Duplicate
+    return d
+
+
+def has_duplicate_keys(body: bytes) -> bool:
+    """True if some object of the JSON text ``body`` holds a key twice.
+
+    JSON parsers keep the last value of a repeated key; the protocol refuses
+    such frames (``duplicate_key``), since which value counts would depend on
+    the reader. Raises ValueError or RecursionError for text that is not JSON
+    or nested past the stdlib parser's depth.
+    """
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _Duplicate:
+        return True
+    return False
+
+
+# The shortest member a repeated key adds to a frame: '"k":1,'.
+_DUPLICATE_MIN: Final = 6
+
+
+def keys_in(text: bytes) -> int | None:
+    """How many object keys the JSON ``text`` holds, when that is certain from its bytes:
+    each key ends with ``":``, and no string can hold that pair unless it contains an
+    escaped quote or a ``\\u`` escape (None then)."""
+    # One byte is found with memchr; the two-byte searches only run when it is there.
+    if b"\\" in text and (b"\\u" in text or b'\\":' in text):
+        return None
+    return text.count(b'":')
 
 
 @dataclass(slots=True)
@@ -170,6 +215,7 @@ class FrameResult:
     starts: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     event_rejections: list[str] = field(default_factory=list)  # one reason per rejected event
     unknown_fields: int = 0
+    dropped: list[str] = field(default_factory=list)  # "<part>:<reason>" of kept events
     src: str | None = None
     seq: int | None = None
 
@@ -181,16 +227,6 @@ class _Reject(Exception):  # control flow inside the validator, never escapes
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-def _depth_ok(value: Any, budget: int) -> bool:
-    """True if ``value`` nests at most ``budget`` levels of objects/arrays (scalars: 0)."""
-    tv = type(value)
-    if tv is dict:
-        return budget > 0 and all(_depth_ok(v, budget - 1) for v in value.values())
-    if tv is list:
-        return budget > 0 and all(_depth_ok(v, budget - 1) for v in value)
-    return True
 
 
 def _check_metric(m: Any) -> tuple[dict[str, Any], int]:
@@ -261,12 +297,96 @@ def _check_histogram_aggregate(m: dict[str, Any], kind: str) -> None:
         raise _Reject("bad_value")
 
 
-def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
+def _key_problem(key: str) -> str | None:
+    if len(key) > P.MAX_LABEL_KEY:
+        return "too_large"
+    if "\x00" in key:
+        return "bad_value"
+    return None
+
+
+def _nested_problem(value: Any, budget: int) -> str | None:
+    """Why a log label's value cannot be stored (too deep, a bad key inside), or None."""
+    tv = type(value)
+    if tv is dict:
+        if budget <= 0:
+            return "too_large"
+        for k, v in value.items():
+            problem = _key_problem(k) or _nested_problem(v, budget - 1)
+            if problem is not None:
+                return problem
+    elif tv is list:
+        if budget <= 0:
+            return "too_large"
+        for v in value:
+            problem = _nested_problem(v, budget - 1)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _label_problem(key: str, value: Any, code: int) -> str | None:
+    """Why one label cannot be kept, or None."""
+    problem = _key_problem(key)
+    if problem is not None:
+        return problem
+    if code == _INV_LABELS:
+        if type(value) is not str:
+            return "wrong_type"
+        return "too_large" if len(value) > P.MAX_INV_LABEL_VALUE else None
+    return _nested_problem(value, P.LOG_LABELS_DEPTH - 1)
+
+
+def _clean_labels(labels: Any, code: int, dropped: list[str]) -> dict[str, Any] | None:
+    """The labels that can be kept (None: the field goes), each dropped one noted."""
+    if type(labels) is not dict:
+        dropped.append("labels:wrong_type")
+        return None
+    cap = P.MAX_INV_LABELS if code == _INV_LABELS else P.MAX_LOG_LABELS
+    kept: dict[str, Any] = {}
+    for k, v in labels.items():
+        problem = _label_problem(k, v, code)
+        if problem is None and len(kept) >= cap:
+            problem = "too_large"
+        if problem is None:
+            kept[k] = v
+        else:
+            dropped.append("labels:" + problem)
+    return kept
+
+
+def _clean_metrics(metrics: Any, dropped: list[str]) -> tuple[list[dict[str, Any]] | None, int]:
+    """The metrics that can be kept (None: the field goes) and their unknown keys."""
+    if type(metrics) is not list:
+        dropped.append("metrics:wrong_type")
+        return None, 0
+    kept: list[dict[str, Any]] = []
+    unknown = 0
+    for m in metrics:
+        if len(kept) >= P.MAX_METRICS:
+            dropped.append("metrics:too_large")
+            continue
+        try:
+            cm, n = _check_metric(m)
+        except _Reject as rej:
+            dropped.append("metrics:" + rej.reason)
+            continue
+        kept.append(cm)
+        unknown += n
+    return kept, unknown
+
+
+def _check_fields(
+    ev: dict[str, Any], spec: Mapping[str, _Spec], dropped: list[str] | None = None
+) -> int:
     """Check every known key of ``ev`` in place; remove unknown keys and return their count.
 
-    Raises :class:`_Reject` with the first problem found.
+    A label or custom metric that cannot be kept is removed and noted in ``dropped``
+    as ``"<part>:<reason>"`` (the rest of the event is kept). Raises :class:`_Reject`
+    with the first problem found in any other field.
     """
     unknown: list[str] | None = None
+    gone: list[str] = []  # known keys whose whole value was dropped
     for key, val in ev.items():
         s = spec.get(key)
         if s is None:
@@ -309,41 +429,29 @@ def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
                 raise _Reject("wrong_type")
             if val < 0 or (tv is float and not math.isfinite(val)):
                 raise _Reject("bad_value")
-        elif code == _INV_LABELS:
-            if tv is not dict:
-                raise _Reject("wrong_type")
-            if len(val) > P.MAX_INV_LABELS:
-                raise _Reject("too_large")
-            for lv in val.values():
-                if type(lv) is not str:
-                    raise _Reject("wrong_type")
-                if len(lv) > P.MAX_INV_LABEL_VALUE:
-                    raise _Reject("too_large")
-        elif code == _LOG_LABELS:
-            if tv is not dict:
-                raise _Reject("wrong_type")
-            if len(val) > P.MAX_LOG_LABELS:
-                raise _Reject("too_large")
-            for lv in val.values():
-                tl = type(lv)
-                if (tl is dict or tl is list) and not _depth_ok(lv, P.LOG_LABELS_DEPTH - 1):
-                    raise _Reject("too_large")
+            continue
+        if dropped is None:
+            dropped = []
+        if code in (_INV_LABELS, _LOG_LABELS):
+            before = len(dropped)
+            labels = _clean_labels(val, code, dropped)
+            if labels is None:
+                gone.append(key)
+            elif len(dropped) > before:
+                ev[key] = labels  # same key: safe while iterating
         elif code == _METRICS:
-            if tv is not list:
-                raise _Reject("wrong_type")
-            if len(val) > P.MAX_METRICS:
-                raise _Reject("too_large")
-            cleaned = []
-            extra = 0
-            for m in val:
-                cm, n = _check_metric(m)
-                cleaned.append(cm)
-                extra += n
+            before = len(dropped)
+            metrics, extra = _clean_metrics(val, dropped)
+            if metrics is None:
+                gone.append(key)
+            elif extra or len(dropped) > before:
+                ev[key] = metrics
             if extra:
-                ev[key] = cleaned  # same key: safe while iterating
                 if unknown is None:
                     unknown = []
                 unknown.extend([""] * extra)
+    for key in gone:
+        del ev[key]
     if unknown is None:
         return 0
     for key in unknown:
@@ -352,13 +460,23 @@ def _check_fields(ev: dict[str, Any], spec: Mapping[str, _Spec]) -> int:
     return len(unknown)
 
 
+# Where an event says which of its parts were dropped (labels, custom metrics).
+DROPPED_KEY: Final = "faaslens.dropped"
+
+
+def _mark_dropped(ev: dict[str, Any], dropped: list[str], result: FrameResult) -> None:
+    if dropped:
+        result.dropped += dropped
+        ev[DROPPED_KEY] = sorted(set(dropped))
+
+
 class Validator:
     """Turns frames into documents and invocation records, per ``docs/protocol.md``.
 
     Stateless apart from its configuration, so one instance serves any thread.
     """
 
-    __slots__ = ("_fast", "_keys", "_max_frame", "_require")
+    __slots__ = ("_clock_ms", "_fast", "_max_age_ms", "_max_ahead_ms", "_max_frame", "_verifier")
 
     def __init__(
         self,
@@ -366,12 +484,24 @@ class Validator:
         hmac_keys: Mapping[str, str] | None = None,
         require_signature: bool = False,
         max_frame_bytes: int = 1 << 20,
+        signature_max_age_s: float = 60.0,
+        max_age_s: float | None = None,
+        max_ahead_s: float | None = None,
+        clock_ms: Callable[[], int] | None = None,
         fast: bool = True,
     ) -> None:
-        self._keys: dict[bytes, bytes] = {
-            k.encode(): v.encode() for k, v in (hmac_keys or {}).items()
-        }
-        self._require = require_signature
+        """``max_age_s`` / ``max_ahead_s``: events whose ``@timestamp`` lies further in
+        the past / future than that from ``clock_ms()`` (epoch ms, default the wall
+        clock) are rejected as ``bad_timestamp`` (None: no bound)."""
+        self._clock_ms = clock_ms or _wall_ms
+        self._max_age_ms = None if max_age_s is None else int(max_age_s * 1000)
+        self._max_ahead_ms = None if max_ahead_s is None else int(max_ahead_s * 1000)
+        self._verifier = Verifier(
+            hmac_keys,
+            require=require_signature,
+            max_age_s=signature_max_age_s,
+            clock_ms=self._clock_ms,
+        )
         self._max_frame = max_frame_bytes
         self._fast: FastDecoder | None = _fast_decoder() if fast else None
 
@@ -381,21 +511,7 @@ class Validator:
             frame = frame[:-1]
         if len(frame) > self._max_frame:
             return "too_large"
-        if frame[:3] != b"s1 ":
-            return "unsigned" if self._require else frame
-        parts = frame.split(b" ", 3)
-        if len(parts) != 4:
-            return "bad_signature"
-        _, key_id, sig, body = parts
-        if _KEY_ID_RE.fullmatch(key_id) is None or _SIG_RE.fullmatch(sig) is None:
-            return "bad_signature"
-        secret = self._keys.get(key_id)
-        if secret is None:
-            return "unknown_key"
-        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-        if not hmac.compare_digest(expected, sig):
-            return "bad_signature"
-        return body
+        return self._verifier.unwrap(frame)
 
     def validate(self, frame: bytes) -> FrameResult:
         """Validate one frame (without its transport framing, a trailing LF allowed)."""
@@ -403,18 +519,20 @@ class Validator:
         if type(body) is str:
             return FrameResult(body)
         if self._fast is not None:
-            envelope = self._fast.decode(body)  # type: ignore[arg-type]  # bytes here
-            if envelope is not None:
-                return self._accept(envelope, self._fast, body)  # type: ignore[arg-type]
+            decoded = self._fast.decode(body)  # type: ignore[arg-type]  # bytes here
+            if decoded is not None:
+                return self._accept(*decoded, self._fast, body)  # type: ignore[arg-type]
         return self.validate_reference(body)  # type: ignore[arg-type]
 
     def validate_reference(self, body: bytes) -> FrameResult:
         """The reference path on an unwrapped body: decides every rejection and its reason."""
         try:
             env = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return FrameResult("bad_json")
-        if type(env) is not dict:
+            if type(env) is not dict:
+                return FrameResult("bad_json")
+            if has_duplicate_keys(body):
+                return FrameResult("duplicate_key")
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
             return FrameResult("bad_json")
         v = env.get("v")
         if type(v) is int and v != 1:
@@ -449,6 +567,7 @@ class Validator:
                 return result
         docs = result.docs
         res_json: bytes | None = None  # the resource's members, serialized once per frame
+        lo, hi = self._window()
         for ev in evs:
             try:
                 if type(ev) is not dict:
@@ -457,12 +576,20 @@ class Validator:
                 if t == "inv":
                     if not ev.keys() >= _INV_REQUIRED_SET:
                         raise _Reject("missing_field")
-                    result.unknown_fields += _check_fields(ev, INV_FIELDS)
+                    dropped: list[str] = []
+                    result.unknown_fields += _check_fields(ev, INV_FIELDS, dropped)
+                    if not lo <= ev["@timestamp"] <= hi:
+                        raise _Reject("bad_timestamp")
+                    _mark_dropped(ev, dropped, result)
                     result.invocations.append(invocation_docs(res, ev, docs))
                 elif t == "log":
                     if not ev.keys() >= _LOG_REQUIRED_SET:
                         raise _Reject("missing_field")
-                    result.unknown_fields += _check_fields(ev, LOG_FIELDS)
+                    dropped = []
+                    result.unknown_fields += _check_fields(ev, LOG_FIELDS, dropped)
+                    if not lo <= ev["@timestamp"] <= hi:
+                        raise _Reject("bad_timestamp")
+                    _mark_dropped(ev, dropped, result)
                     if res_json is None:
                         res_json = dumps_members(res)
                     log_docs(res, res_json, ev, src, docs)
@@ -481,23 +608,46 @@ class Validator:
         mark_frame(docs, src, seq)
         return result
 
-    def _accept(self, env: Any, fast: FastDecoder, body: bytes) -> FrameResult:
-        """Documents of a frame the fast path found valid (same output as the reference)."""
+    def _accept(self, env: Any, slack: int, fast: FastDecoder, body: bytes) -> FrameResult:
+        """Documents of a frame the fast path found valid (same output as the reference).
+
+        A key given twice leaves no trace in the decoded structs (the last value wins),
+        so the frame is measured against its re-encoding: the same length (less than
+        a repeated member's worth of number ``slack``) proves every key was decoded;
+        otherwise the keys are counted (:func:`keys_in`), and when even that cannot
+        tell, the reference path decides.
+        """
         src: str = env.src
-        result = FrameResult(None, src=src, seq=env.seq)
-        resource = fast.resource(env.res)
+        seq: int = env.seq
+        result = FrameResult(None, src=src, seq=seq)
+        raw_res = env.res
+        resource = fast.resource(raw_res)
         if resource is None:
             return self.validate_reference(body)
         res, res_json = resource
+        events: list[Any] = env.ev
+        # '{"v":1,"src":"' src '","seq":' seq ',"ev":[' events joined by ',' ']}'
+        canonical = 30 + len(src) + len(str(seq)) + len(events)
+        if raw_res is not UNSET:
+            canonical += 7 + len(raw_res)  # ',"res":' and the object as sent...
+            if len(raw_res) != (len(res_json) + 1 if res else 2):
+                slack = _DUPLICATE_MIN  # ...which is not as short as it could be: count
+        encodings: list[bytes] = []
         head = b"{" + res_json
         docs = result.docs
         log_type: Any = fast.log_type
         encode = fast.encode
         overrides = fast.overrides if res else None
         days = DAY_CACHE
-        events: list[Any] = env.ev
         start_type: Any = fast.start_type
+        lo, hi = self._window()
         for ev in events:
+            ts = ev.f__timestamp
+            if not lo <= ts <= hi:
+                return self.validate_reference(body)  # which rejects that event
+            encoded = encode(ev)
+            canonical += len(encoded)
+            encodings.append(encoded)
             if type(ev) is not log_type:
                 if type(ev) is start_type:
                     start = to_dict(ev)
@@ -517,15 +667,31 @@ class Validator:
                 doc_id = f"{exec_id}-{ev.f_event_sequence}"
             else:
                 doc_id = log_doc_id(exec_id, src, ev.f_event_sequence, attempt)
-            ts = ev.f__timestamp
+            if len(doc_id) > SHORT_ID:
+                doc_id = bounded_id(doc_id)
             day = days.get(ts // MS_PER_DAY) or day_of(ts)
             # encode() gives '{"t":"log",' then the members: keep the members only.
-            source = head + encode(ev)[LOG_HEAD:-1] + LOG_TAIL
+            source = head + encoded[LOG_HEAD:-1] + LOG_TAIL
             docs.append(Doc("logs", doc_id, day, source))
             if ev.f_error_type is not UNSET and ev.f_log_level in P.ERROR_LEVELS:
                 docs.append(Doc("errors", doc_id, day, error_source(res, to_dict(ev))))
+        if len(body) != canonical or slack >= _DUPLICATE_MIN:
+            text_keys = keys_in(body)
+            decoded = 4 + (raw_res is not UNSET) + len(res)  # v, src, seq, ev, res
+            decoded += sum(e.count(b'":') for e in encodings)
+            if text_keys != decoded:
+                return self.validate_reference(body)
         mark_frame(docs, src, env.seq)
         return result
+
+    def _window(self) -> tuple[int, int]:
+        """The accepted ``@timestamp`` range now, epoch ms (inclusive)."""
+        if self._max_age_ms is None and self._max_ahead_ms is None:
+            return 0, _MAX_TS
+        now = self._clock_ms()
+        lo = 0 if self._max_age_ms is None else now - self._max_age_ms
+        hi = _MAX_TS if self._max_ahead_ms is None else now + self._max_ahead_ms
+        return lo, hi
 
 
 @functools.cache

@@ -18,13 +18,16 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 import orjson
 from msgspec import UNSET, Meta, UnsetType
 
-__all__ = ["UNSET", "FastDecoder", "dumps_members", "to_dict"]
+from faaslens.protocol import MAX_LABEL_KEY
+
+__all__ = ["UNSET", "FastDecoder", "dumps_members", "float_slack", "to_dict"]
 
 # Beyond this range orjson parses an integer as a float (and msgspec cannot bound
 # wider): the fast path leaves such numbers to the reference path.
@@ -131,6 +134,10 @@ class FastDecoder:
         self._overrides = operator.attrgetter(*[_attr(k) for k in resource])
         self._log_labels = operator.attrgetter(_attr("labels"))
         self._inv_metrics = operator.attrgetter(_attr("metrics"))
+        # The number fields of an invocation that may hold a float.
+        self._inv_floats = operator.attrgetter(
+            *[_attr(k) for k, (code, _) in inv.items() if code == kinds["num"]]
+        )
         self._ids = operator.attrgetter(
             *[_attr(k) for k, (code, _) in inv.items() if code == kinds["hex"]]
         )
@@ -169,8 +176,9 @@ class FastDecoder:
             return Annotated[str, Meta(min_length=1, max_length=lim)]
         limits = self._limits
         if code == k["inv_labels"]:
+            key = Annotated[str, Meta(max_length=MAX_LABEL_KEY)]
             value = Annotated[str, Meta(max_length=limits["inv_label_value"])]
-            return Annotated[dict[str, value], Meta(max_length=limits["inv_labels"])]
+            return Annotated[dict[key, value], Meta(max_length=limits["inv_labels"])]
         if code == k["log_labels"]:
             return Annotated[dict[str, Any], Meta(max_length=limits["log_labels"])]
         if code == k["metrics"]:
@@ -203,11 +211,14 @@ class FastDecoder:
             **options,
         )
 
-    def decode(self, body: bytes) -> Any:
-        """The envelope struct of a frame body that is certainly valid, else None."""
+    def decode(self, body: bytes) -> tuple[Any, int] | None:
+        """The envelope struct of a frame body that is certainly valid and the float
+        slack of its numbers (see :func:`float_slack`), else None."""
         try:
             env = self._decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            # RecursionError: nested deeper than msgspec goes (the reference path's
+            # parser has its own limit and says bad_json).
             return None
         if env.v != 1:
             return None
@@ -215,16 +226,29 @@ class FastDecoder:
         inv_type = self.inv_type
         labels_of = self._log_labels
         metrics_of = self._inv_metrics
+        floats_of = self._inv_floats
         ids_of = self._ids
+        slack = 0
+        slack_of = _SLACK.get
         for ev in env.ev:
             for hex_id in ids_of(ev):
                 if hex_id is not UNSET and hex_id.strip(_HEX_DIGITS):
                     return None  # not lowercase hex
             if type(ev) is log_type:
                 labels = labels_of(ev)
-                if labels is not UNSET and not _labels_exact(labels, self._label_depth):
-                    return None  # nested or unusual values: the reference path judges
+                if labels is not UNSET:
+                    s = _labels_exact(labels, self._label_depth)
+                    if s < 0:
+                        return None  # nested or unusual values: the reference path judges
+                    slack += s
             elif type(ev) is inv_type:
+                labels = labels_of(ev)
+                if labels is not UNSET and not all(map(_key_ok, labels)):
+                    return None
+                for x in floats_of(ev):
+                    if type(x) is float:
+                        s = slack_of(x, -1)
+                        slack += s if s >= 0 else float_slack(x)
                 metrics = metrics_of(ev)
                 if metrics is not UNSET:
                     for m in metrics:
@@ -234,7 +258,9 @@ class FastDecoder:
                             return None  # the reference path rejects it with its reason
                         if m.labels is not UNSET and not all(map(_name_ok, m.labels)):
                             return None
-        return env
+                        if type(m.value) is float:
+                            slack += float_slack(m.value)
+        return env, slack
 
     def resource(self, raw: Any) -> tuple[dict[str, Any], bytes] | None:
         """The validated resource of a frame (``{}`` if absent) and its serialized members.
@@ -250,7 +276,7 @@ class FastDecoder:
             return hit
         try:
             res = to_dict(self._decode_res(key))
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
         if len(self._resources) >= _RESOURCES_MAX:  # many senders: start over, stay bounded
             self._resources.clear()
@@ -268,28 +294,82 @@ def _name_ok(name: str) -> bool:
     return name.isascii() and name.isidentifier()
 
 
-def _labels_exact(labels: dict[str, Any], depth: int) -> bool:
-    """True if ``labels`` nests at most ``depth`` levels (itself included) and every
-    scalar in it is one both JSON parsers read alike."""
-    for v in labels.values():
+def _key_ok(key: str) -> bool:
+    """A label key the protocol takes: U+0000 nowhere (its length is bounded by the
+    decoder, or checked by :func:`_labels_exact`)."""
+    return "\x00" not in key
+
+
+def _labels_exact(labels: dict[str, Any], depth: int) -> int:
+    """The float slack of ``labels`` (>= 0) if it nests at most ``depth`` levels (itself
+    included), every key in it is one the protocol takes and every scalar is one both
+    JSON parsers read alike; else -1."""
+    slack = 0
+    for k, v in labels.items():
+        if len(k) > MAX_LABEL_KEY or "\x00" in k:
+            return -1
         t = type(v)
         if t is str or t is bool or v is None:
             continue
-        if t is int:
-            if not _INT_MIN <= v <= _INT_MAX:
-                return False
-        elif t is float:
-            if not math.isfinite(v):
-                return False
-        elif t is dict:
-            if depth <= 1 or not _labels_exact(v, depth - 1):
-                return False
-        elif t is list:
-            if depth <= 1 or not _labels_exact(dict(enumerate(v)), depth - 1):  # type: ignore[arg-type]
-                return False
-        else:
-            return False
-    return True
+        s = _value_exact(v, t, depth)
+        if s < 0:
+            return -1
+        slack += s
+    return slack
+
+
+def _value_exact(v: Any, t: type, depth: int) -> int:
+    """:func:`_labels_exact` for one value that is not a string, boolean or null."""
+    if t is int:
+        return 0 if _INT_MIN <= v <= _INT_MAX else -1
+    if t is float:
+        if not math.isfinite(v):
+            return -1
+        s: int = _SLACK.get(v, -1)
+        return s if s >= 0 else float_slack(v)
+    if depth <= 1:
+        return -1
+    if t is dict:
+        return _labels_exact(v, depth - 1)
+    if t is list:
+        slack = 0
+        for item in v:
+            ti = type(item)
+            if ti is str or ti is bool or item is None:
+                continue
+            s = _value_exact(item, ti, depth - 1)
+            if s < 0:
+                return -1
+            slack += s
+        return slack
+    return -1
+
+
+_SLACK: dict[float, int] = {}
+
+
+def float_slack(x: float) -> int:
+    """How many bytes shorter than its encoding here ``x`` could be written in JSON
+    (``100000.0`` as ``1e5``: 5). Frames are compared by length with their
+    re-encoding; the slack says how much shorter numbers could hide. Cached."""
+    slack = _SLACK.get(x)
+    if slack is not None:
+        return slack
+    canonical = len(msgspec.json.encode(x))
+    sign, digits, exp = Decimal(repr(x)).as_tuple()
+    text = "".join(map(str, digits))
+    stripped = text.rstrip("0") or "0"
+    k = int(exp) + len(text) - len(stripped)  # x = stripped * 10**k
+    shortest = len(stripped) + 1 + len(str(k))  # "<digits>e<k>"
+    if k >= 0:
+        shortest = min(shortest, len(stripped) + k)  # an integer literal
+    else:
+        shortest = min(shortest, max(len(stripped), -k + 1) + 1)  # "d.ddd" or "0.0dd"
+    slack = max(0, canonical - shortest - sign)
+    if len(_SLACK) > 4096:
+        _SLACK.clear()
+    _SLACK[x] = slack
+    return slack
 
 
 def to_dict(struct: Any) -> dict[str, Any]:

@@ -114,7 +114,7 @@ class Shipper:
         self._transport = transport or make_transport(
             scheme, host, port, self.stats, cfg.tcp_timeout_s
         )
-        signer = Signer(cfg.hmac_key_id, cfg.hmac_key) if cfg.hmac_key else None
+        signer = Signer(cfg.hmac_key_id, cfg.hmac_key, self._time_ns) if cfg.hmac_key else None
         hard_max = UDP_MAX if scheme == "udp" else TCP_MAX
         datagram = _config.datagram_size(cfg, host)
         self._packer = Packer(self.src, datagram, hard_max, signer)

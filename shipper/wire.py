@@ -177,24 +177,32 @@ def _shrink_labels(labels: Any, excess: int) -> Any:
 
 
 class Signer:
-    """HMAC-SHA256 signing: ``s1 <key-id> <hex> <json>``."""
+    """HMAC-SHA256 signing with the signing time: ``s2 <key-id> <ms> <hex> <json>``,
+    the HMAC taken over ``<ms> <json>`` (the worker refuses a frame signed too long
+    ago, so a captured frame cannot be replayed later). ``time_ns``: the wall clock."""
 
-    __slots__ = ("_key", "_new", "_prefix", "_sha256", "overhead")
+    __slots__ = ("_key", "_new", "_prefix", "_sha256", "_time_ns", "overhead")
 
-    def __init__(self, key_id: str, key: str | bytes) -> None:
+    def __init__(
+        self, key_id: str, key: str | bytes, time_ns: Callable[[], int] | None = None
+    ) -> None:
         import hashlib
         import hmac
+        import time
 
         self._new = hmac.new
         self._sha256 = hashlib.sha256
+        self._time_ns = time_ns or time.time_ns
         self._key = key.encode() if isinstance(key, str) else key
-        self._prefix = b"s1 " + key_id.encode() + b" "
-        self.overhead = len(self._prefix) + 64 + 1
+        self._prefix = b"s2 " + key_id.encode() + b" "
+        # prefix, up to 15 digits of milliseconds and a space, the digest and a space
+        self.overhead = len(self._prefix) + 16 + 64 + 1
 
     def sign(self, body: bytes) -> bytes:
         """The signed frame for a JSON body."""
-        digest = self._new(self._key, body, self._sha256).hexdigest().encode()
-        return self._prefix + digest + b" " + body
+        stamp = str(self._time_ns() // 1_000_000).encode() + b" "
+        digest = self._new(self._key, stamp + body, self._sha256).hexdigest().encode()
+        return self._prefix + stamp + digest + b" " + body
 
 
 class Packer:

@@ -19,8 +19,9 @@ from faaslens.ingest.events import BulkOp, Doc, IndexKind
 
 Disposition = Literal["indexed", "duplicate", "retry", "dead"]
 
-# Bounded values of the `reason` label of faaslens_docs_failed_total (dead letters).
-DEAD_LETTER_REASONS: tuple[str, ...] = ("mapping", "validation", "other")
+# Bounded values of the `reason` label of faaslens_docs_failed_total (dead letters);
+# "retries_exhausted": refused (403, 5xx) on every attempt until its deadline.
+DEAD_LETTER_REASONS: tuple[str, ...] = ("mapping", "validation", "other", "retries_exhausted")
 # Bounded values of the `reason` label of faaslens_bulk_retries_total.
 RETRY_REASONS: tuple[str, ...] = (
     "too_many_requests",
@@ -126,11 +127,13 @@ class ItemFailure:
     status: int
     error_type: str
     error_reason: str
+    exhausted: bool = False  # refused on every attempt until its deadline
 
     @property
     def reason(self) -> str:
-        """Bounded label value (``mapping`` / ``validation`` / ``other``)."""
-        return dead_letter_reason(self.error_type)
+        """Bounded label value (``mapping`` / ``validation`` / ``other`` /
+        ``retries_exhausted``)."""
+        return "retries_exhausted" if self.exhausted else dead_letter_reason(self.error_type)
 
 
 @dataclass(slots=True)
@@ -141,7 +144,18 @@ class BulkOutcome:
     duplicates: int = 0
     retry: list[Doc] = field(default_factory=list)
     retry_reasons: Counter[str] = field(default_factory=Counter)
+    # Why each retried document was refused, in the order of ``retry``.
+    retry_failures: list[ItemFailure] = field(default_factory=list)
     dead: list[ItemFailure] = field(default_factory=list)
+
+    def merge(self, other: BulkOutcome) -> None:
+        """Add the documents of another request (a part of the same batch)."""
+        self.indexed.update(other.indexed)
+        self.duplicates += other.duplicates
+        self.retry += other.retry
+        self.retry_reasons.update(other.retry_reasons)
+        self.retry_failures += other.retry_failures
+        self.dead += other.dead
 
 
 class BulkResponseError(ValueError):
@@ -183,6 +197,8 @@ def classify(response: Mapping[str, Any], docs: Sequence[Doc]) -> BulkOutcome:
         elif disposition == "retry":
             outcome.retry.append(doc)
             outcome.retry_reasons[retry_reason(status)] += 1
+            error_type, reason = _error_fields(result.get("error"))
+            outcome.retry_failures.append(ItemFailure(doc, status, error_type, reason))
         else:
             error_type, reason = _error_fields(result.get("error"))
             outcome.dead.append(ItemFailure(doc, status, error_type, reason))

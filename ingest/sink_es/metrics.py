@@ -66,6 +66,12 @@ class SinkMetrics:
             "Documents written to the disk spool.",
             registry=registry,
         )
+        self.requeued = Counter(
+            "faaslens_docs_requeued_total",
+            "Spooled documents still refused on replay, appended at the spool's tail so "
+            "later ones are not held up.",
+            registry=registry,
+        )
         self.replayed = Counter(
             "faaslens_docs_replayed_total",
             "Spooled documents confirmed after replay (segment deleted).",

@@ -34,10 +34,24 @@ def chunks(records: list[list[Doc]], max_docs: int, max_bytes: int) -> Iterator[
 
 
 async def replay_oldest(
-    spool: Spool, deliver: Deliver, metrics: SinkMetrics, max_docs: int, max_bytes: int
+    spool: Spool,
+    deliver: Deliver,
+    metrics: SinkMetrics,
+    max_docs: int,
+    max_bytes: int,
+    *,
+    reachable: Callable[[], bool] = lambda: False,
+    requeue: Callable[[list[Doc]], Awaitable[bool]] | None = None,
 ) -> bool:
-    """Replay the oldest segment; True when it is done (or there is none), False when
-    Elasticsearch left documents unaccounted for (the segment stays for later)."""
+    """Replay the oldest segment. Returns True when it is done (or there is none) and
+    made progress; False when the caller should back off before the next one.
+
+    Documents Elasticsearch still refuses while it answers (``reachable()``) do not
+    hold the segment: they are appended at the spool's tail (``requeue``, which
+    returns False when it cannot take them) and the segment is removed, so later
+    segments get their turn; the sink bounds how often one document comes back. When
+    Elasticsearch stops answering, the segment stays and replay pauses.
+    """
     segment = await asyncio.to_thread(spool.oldest)
     if segment is None:
         return True
@@ -46,15 +60,23 @@ async def replay_oldest(
         metrics.spool_corrupt.inc()
         log.error("es_spool_segment_corrupt", segment=str(segment.path), error=corrupt)
     total = 0
+    refused: list[Doc] = []
     for chunk in chunks(records, max_docs, max_bytes):
         left = await deliver(chunk)
-        if left:
+        if left and (requeue is None or not reachable()):
             log.warning("es_spool_replay_paused", segment=str(segment.path), left=len(left))
             return False
         total += len(chunk)
+        refused += left
+    if refused:
+        assert requeue is not None
+        if not await requeue(refused):
+            return False
+        metrics.requeued.inc(len(refused))
+        log.warning("es_spool_documents_requeued", segment=str(segment.path), docs=len(refused))
     await asyncio.to_thread(spool.remove, segment)
-    metrics.replayed.inc(total)
+    metrics.replayed.inc(total - len(refused))
     metrics.spool_bytes.set(spool.total_bytes)
     metrics.spool_segments.set(spool.segment_count)
-    log.info("es_spool_segment_replayed", segment=str(segment.path), docs=total)
-    return True
+    log.info("es_spool_segment_replayed", segment=str(segment.path), docs=total - len(refused))
+    return len(refused) < total

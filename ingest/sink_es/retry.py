@@ -48,6 +48,40 @@ class Retryable(Exception):
         self.unreachable = unreachable
 
 
+class Refused(Exception):
+    """Elasticsearch refused a whole bulk request for good (a 4xx other than 409/429)."""
+
+    def __init__(self, status: int, error_type: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error_type = error_type
+
+
+async def send_isolating(
+    client: AsyncElasticsearch,
+    docs: Sequence[Doc],
+    prefix: str,
+    duration: Histogram,
+    endpoint: str = "",
+) -> BulkOutcome:
+    """:func:`send_once`, and when the whole request is refused, the batch split in
+    halves, recursively, until the refused documents stand alone: only they are dead
+    (a request of n documents with one at fault costs about 2 log2(n) more requests).
+
+    Raises:
+        Retryable: a request failed as a whole and may pass later.
+    """
+    try:
+        return await send_once(client, docs, prefix, duration, endpoint)
+    except Refused as exc:
+        if len(docs) == 1:
+            return BulkOutcome(dead=[ItemFailure(docs[0], exc.status, exc.error_type, str(exc))])
+    mid = len(docs) // 2
+    outcome = await send_isolating(client, docs[:mid], prefix, duration, endpoint)
+    outcome.merge(await send_isolating(client, docs[mid:], prefix, duration, endpoint))
+    return outcome
+
+
 async def send_once(
     client: AsyncElasticsearch,
     docs: Sequence[Doc],
@@ -60,6 +94,7 @@ async def send_once(
 
     Raises:
         Retryable: the whole request failed and may pass later.
+        Refused: the whole request was refused for good.
     """
     body = build_body(docs, prefix)
     started = time.perf_counter()
@@ -79,9 +114,9 @@ async def send_once(
         if classify_status(status) == "retry":
             detail = explain(exc, endpoint)[1] if status == 403 else str(exc)
             raise Retryable(retry_reason(status), False, detail) from exc
-        # A refused request (never expected for bodies we build): nothing in it can pass.
-        reason = str(exc.info)[:2000]
-        return BulkOutcome(dead=[ItemFailure(d, status, exc.error, reason) for d in docs])
+        # The whole request refused (e.g. 400 for one action line Elasticsearch cannot
+        # take): the caller splits the batch to find the documents at fault.
+        raise Refused(status, exc.error, str(exc.info)[:2000]) from exc
     except (SerializationError, TransportError) as exc:
         raise Retryable("server_error", False, str(exc)) from exc
     finally:

@@ -19,6 +19,7 @@ letters (``deadletter``), retention (``retention``) and the metrics
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -31,12 +32,12 @@ from faaslens.backoff import Backoff
 from faaslens.ingest.config import ConfigError, IngestConfig, connection
 from faaslens.ingest.events import Doc
 from faaslens.ingest.sink_es import replay, retention
-from faaslens.ingest.sink_es.bulk import BulkOutcome, classify_status
+from faaslens.ingest.sink_es.bulk import BulkOutcome, ItemFailure, classify_status
 from faaslens.ingest.sink_es.client import ClientFactory, make_client, probe
 from faaslens.ingest.sink_es.deadletter import DeadLetters
 from faaslens.ingest.sink_es.health import Health, Supervisor, log_supervisor_end
 from faaslens.ingest.sink_es.metrics import SinkMetrics
-from faaslens.ingest.sink_es.retry import Retryable, RetryWindow, send_once
+from faaslens.ingest.sink_es.retry import Retryable, RetryWindow, send_isolating
 from faaslens.ingest.sink_es.spool import Spool, SpoolFull
 from faaslens.ingest.templates import check_prefix, install_templates, templates_for
 
@@ -46,6 +47,8 @@ log = structlog.get_logger("faaslens.sink_es")
 DEFAULT_RETRY_WINDOW_S = 5.0
 # close() waits this long for the supervisor to stop; a replay request in flight is abandoned.
 SUPERVISOR_STOP_S = 5.0
+# Documents whose refusals are counted at most (the oldest half is forgotten past it).
+REFUSALS_TRACKED = 100_000
 
 
 class ElasticsearchSink:
@@ -86,6 +89,9 @@ class ElasticsearchSink:
             raise ConfigError(str(exc)) from None
         endpoint = self.connection.endpoint
         self.health = Health(self.metrics, endpoint, lambda: not self.spool.is_empty())
+        # (kind, day, id) -> [refusals, monotonic time of the first] for documents
+        # refused one by one (403, 5xx): past both bounds they are dead-lettered.
+        self._refusals: dict[tuple[str, str, str], list[float]] = {}
         self._started = False
         self._closing = False
         self._supervisor: Supervisor | None = None
@@ -190,7 +196,7 @@ class ElasticsearchSink:
         while True:
             unreachable = False
             try:
-                outcome = await send_once(
+                outcome = await send_isolating(
                     self._require_client(),
                     pending,
                     self.prefix,
@@ -201,6 +207,7 @@ class ElasticsearchSink:
                 retry, reason, unreachable, detail = pending, exc.reason, exc.unreachable, str(exc)
             else:
                 self.health.set(True)
+                self._bound_refusals(outcome)
                 await self._account(outcome)
                 if not outcome.retry:
                     return []
@@ -220,6 +227,47 @@ class ElasticsearchSink:
             log.info("es_bulk_retry", docs=len(retry), reason=reason, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
             pending = retry
+
+    def _bound_refusals(self, outcome: BulkOutcome) -> None:
+        """Count each document's refusals; one refused ``es_doc_max_attempts`` times
+        over at least ``es_doc_deadline_s`` becomes a dead letter (``retries_exhausted``)
+        instead of a retry. 429 is overload, not refusal: it is not counted."""
+        if not outcome.retry_failures:
+            return
+        cfg = self.config
+        now = time.monotonic()
+        refusals = self._refusals
+        keep: list[ItemFailure] = []
+        for failure in outcome.retry_failures:
+            if failure.status == 429:
+                keep.append(failure)
+                continue
+            doc = failure.doc
+            key = (doc.kind, doc.day, doc.doc_id)
+            entry = refusals.get(key)
+            if entry is None:
+                if len(refusals) >= REFUSALS_TRACKED:
+                    for old in list(refusals)[: REFUSALS_TRACKED // 2]:  # the oldest half
+                        del refusals[old]
+                entry = refusals[key] = [0.0, now]
+            entry[0] += 1
+            if entry[0] >= cfg.es_doc_max_attempts and now - entry[1] >= cfg.es_doc_deadline_s:
+                del refusals[key]
+                outcome.dead.append(
+                    ItemFailure(
+                        doc,
+                        failure.status,
+                        failure.error_type,
+                        f"refused {int(entry[0])} times over {now - entry[1]:.0f} s: "
+                        + failure.error_reason,
+                        exhausted=True,
+                    )
+                )
+            else:
+                keep.append(failure)
+        if len(keep) != len(outcome.retry_failures):
+            outcome.retry_failures = keep
+            outcome.retry = [f.doc for f in keep]
 
     async def _account(self, outcome: BulkOutcome) -> None:
         for kind, count in outcome.indexed.items():
@@ -266,7 +314,28 @@ class ElasticsearchSink:
             self.metrics,
             self.config.batch_max_docs,
             self.config.batch_max_bytes,
+            reachable=lambda: self.health.up and not self._closing,
+            requeue=self._requeue,
         )
+
+    async def _requeue(self, docs: list[Doc]) -> bool:
+        """Append refused documents at the spool's tail; False if it cannot take them."""
+        try:
+            await asyncio.to_thread(self.spool.append, docs)
+        except (SpoolFull, OSError, ValueError) as exc:
+            log.warning("es_spool_requeue_failed", docs=len(docs), error=str(exc))
+            return False
+        self._update_spool_gauges()
+        return True
+
+    async def spill(self, batch: Sequence[Doc]) -> None:
+        """Put a batch straight into the spool, without trying Elasticsearch first:
+        the pipeline's overflow while Elasticsearch takes less than arrives. Returns
+        once the batch is spooled or dropped (counted, ``spool_full``/``spool_io``)."""
+        if not self._started:
+            raise RuntimeError("ElasticsearchSink.start() must be awaited before spill()")
+        if batch:
+            await self._to_spool(list(batch))
 
     # -- housekeeping ----------------------------------------------------------------------
 

@@ -20,10 +20,18 @@ import pytest
 from faaslens.ingest.validate import Validator
 from faaslens.shipper.errors import fingerprint_of
 from tests.vectors import scenario
-from tests.vectors.generate import all_vectors
+from tests.vectors.generate import all_vectors, json_of
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 NAMES = sorted(p.stem for p in VECTORS.glob("*.frame"))
+
+
+def _signed(frame: bytes) -> bool:
+    return frame[:3] in (b"s1 ", b"s2 ")
+
+
+def _body(frame: bytes) -> Any:
+    return orjson.loads(json_of(frame))
 
 
 def test_there_are_enough_vectors() -> None:
@@ -42,6 +50,7 @@ def test_worker_turns_the_frame_into_the_expected_documents(name: str) -> None:
         hmac_keys=spec.get("hmac_keys") or {},
         require_signature=spec.get("require_signature", False),
         max_frame_bytes=spec.get("max_frame_bytes", 1 << 20),
+        clock_ms=lambda: int(spec["now_ms"]),
     )
     result = validator.validate(frame)
     assert result.rejected == spec["rejected"]

@@ -112,7 +112,8 @@ def get_doc(es_url: str, index: str, doc_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def worker(es_url: str, es_prefix: str, tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(worker_test_config(es_url, es_prefix, tmp_path))
+    # The frames are dated TS, whatever today is.
+    w = Worker(worker_test_config(es_url, es_prefix, tmp_path, timestamp_max_age_s=0))
     async with w:
         yield w
 
@@ -268,6 +269,7 @@ def test_sigterm_drains_everything_into_elasticsearch(
         # long waits and big batches: the documents are still held when SIGTERM comes
         "FAASLENS_BATCH_MAX_WAIT_S": "60",
         "FAASLENS_BATCH_MAX_DOCS": "100000",
+        "FAASLENS_TIMESTAMP_MAX_AGE_S": "0",  # the frames are dated TS, whatever today is
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "faaslens.cli", "ingest"],

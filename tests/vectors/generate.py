@@ -12,8 +12,9 @@ must make of it. The expected documents are derived here from the rules of
 docs/protocol.md ("Documents"), independently of the worker's code, so the
 vectors check the worker rather than repeat it.
 
-Besides the fields of the format, a ``.json`` may hold ``require_signature``
-and ``max_frame_bytes``: the worker settings the vector needs.
+Besides the fields of the format, a ``.json`` may hold ``require_signature``,
+``max_frame_bytes`` and ``now_ms`` (the worker's clock, epoch ms): the worker
+settings the vector needs.
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def _sign(body: bytes, key_id: str = "k1", key: str = "secret") -> bytes:
     return b"s1 " + key_id.encode() + b" " + digest.encode() + b" " + body
 
 
+def _sign_stamped(body: bytes, ms: int, key_id: str = "k1", key: str = "secret") -> bytes:
+    stamp = str(ms).encode()
+    digest = hmac.new(key.encode(), stamp + b" " + body, hashlib.sha256).hexdigest()
+    return b"s2 " + key_id.encode() + b" " + stamp + b" " + digest.encode() + b" " + body
+
+
 def _inv(**fields: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "t": "inv",
@@ -123,6 +130,15 @@ def hostile_frames() -> dict[str, tuple[bytes, dict[str, Any]]]:
         "hostile_not_an_object": (b"[1,2,3]", no_keys),
         "hostile_bad_signature": (_sign(good, key="wrong"), {"hmac_keys": KEYS}),
         "hostile_unknown_key_id": (_sign(good, key_id="k9"), {"hmac_keys": KEYS}),
+        # Signed 10 minutes before the worker's clock: a replay of a captured frame.
+        "hostile_stale_signature": (_sign_stamped(good, TS - 600_000), {"hmac_keys": KEYS}),
+        # A fresh time put on an old signed frame: the signature covers the time.
+        "hostile_restamped": (
+            _sign_stamped(good, TS - 600_000).replace(
+                str(TS - 600_000).encode(), str(TS).encode(), 1
+            ),
+            {"hmac_keys": KEYS},
+        ),
         "hostile_unsigned_when_required": (good, {"hmac_keys": KEYS, "require_signature": True}),
         "hostile_bad_version": (_env(_inv(), v=2), no_keys),
         "hostile_unknown_envelope_key": (_env(_inv(), extra=1), no_keys),
@@ -193,10 +209,16 @@ def _error_doc(merged: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def json_of(frame: bytes) -> bytes:
+    """The JSON of a frame, without its signature prefix (``s1`` or ``s2``) if any."""
+    if frame.startswith(b"s2 "):
+        return frame.split(b" ", 4)[4]
+    return frame.split(b" ", 3)[3] if frame.startswith(b"s1 ") else frame
+
+
 def expected_docs(frame: bytes, prefix: str = "faaslens") -> list[dict[str, Any]]:
     """Documents a valid frame becomes, per docs/protocol.md "Documents"."""
-    body = frame.split(b" ", 3)[3] if frame.startswith(b"s1 ") else frame
-    env = orjson.loads(body)
+    env = orjson.loads(json_of(frame))
     res = env.get("res", {})
     docs: list[dict[str, Any]] = []
     for ev in env["ev"]:
@@ -277,7 +299,7 @@ def worker_frames() -> dict[str, bytes]:
 def expected_starts(frame: bytes) -> list[dict[str, Any]]:
     """The start events of a valid frame, as the worker tracks them (resource merged in),
     per docs/protocol.md ("Settling started invocations")."""
-    body = frame.split(b" ", 3)[3] if frame.startswith(b"s1 ") else frame
+    body = json_of(frame)
     env = orjson.loads(body)
     res = env.get("res", {})
     return [
@@ -294,6 +316,8 @@ def _hostile_expectation(name: str, frame: bytes) -> dict[str, Any]:
         "hostile_not_an_object": "bad_json",
         "hostile_bad_signature": "bad_signature",
         "hostile_unknown_key_id": "unknown_key",
+        "hostile_stale_signature": "stale",
+        "hostile_restamped": "bad_signature",
         "hostile_unsigned_when_required": "unsigned",
         "hostile_bad_version": "bad_version",
         "hostile_unknown_envelope_key": "bad_envelope",
@@ -340,6 +364,7 @@ def all_vectors() -> dict[str, tuple[bytes, dict[str, Any]]]:
     vectors: dict[str, tuple[bytes, dict[str, Any]]] = {}
     for name, frame in shipper_frames().items():
         spec: dict[str, Any] = {"hmac_keys": KEYS} if name == "shipper_signed" else {}
+        spec["now_ms"] = TS
         spec.update(
             {
                 "rejected": None,
@@ -357,7 +382,7 @@ def all_vectors() -> dict[str, tuple[bytes, dict[str, Any]]]:
              "event_rejections": {}, "unknown_fields": 0},
         )  # fmt: skip
     for name, (frame, settings) in hostile_frames().items():
-        vectors[name] = (frame, {**settings, **_hostile_expectation(name, frame)})
+        vectors[name] = (frame, {"now_ms": TS, **settings, **_hostile_expectation(name, frame)})
     return vectors
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -23,7 +24,12 @@ LABELS = {
 }
 
 
+_STARTS = itertools.count(1_764_028_800_000)
+
+
 def record(**over: Any) -> dict[str, Any]:
+    """An invocation record; each call is a new invocation (its own start time),
+    since the aggregates count a repeated record only once."""
     rec: dict[str, Any] = {
         "faas.name": "checkout",
         "faas.version": "7",
@@ -32,7 +38,7 @@ def record(**over: Any) -> dict[str, Any]:
         "cloud.region": "eu-west-1",
         "faas.trigger.type": "http",
         "faas.execution": "exec-1",
-        "@timestamp": 1,
+        "@timestamp": next(_STARTS),
         "event.duration": 250_000_000,
         "event.outcome": "success",
         "faas.coldstart": False,
@@ -380,3 +386,70 @@ def test_started_and_unfinished_per_function_with_the_event_winning() -> None:
     assert reg.get_sample_value(started, overflow) == 1
     assert agg.sweep(1e9) >= 3  # idle series expire like the others
     assert reg.get_sample_value(started, {"function": "app", **base}) is None
+
+
+# -- custom histogram buckets follow the unit ------------------------------------------
+
+
+def bucket_counts(reg: CollectorRegistry, name: str) -> dict[float, float]:
+    """Non-cumulative count per upper bound of one custom histogram series."""
+    cumulative = {
+        float(s.labels["le"]): s.value
+        for m in reg.collect()
+        for s in m.samples
+        if s.name == f"faas_custom_{name}_bucket"
+    }
+    out, prev = {}, 0.0
+    for bound in sorted(cumulative):
+        out[bound] = cumulative[bound] - prev
+        prev = cumulative[bound]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("unit", "values"),
+    [
+        ("bytes", [100, 700, 2048, 20_000, 5_000_000]),
+        ("By", [64, 65, 300_000]),
+        ("ms", [3, 40, 1200, 59_000]),
+        ("seconds", [0.002, 0.3, 42.0]),
+        ("percent", [3, 50, 99.5]),
+        (None, [1, 30, 700, 12_000, 0.05]),
+        ("widgets", [2, 200, 20_000]),
+    ],
+)
+def test_custom_histogram_spreads_values_of_its_unit(unit: str | None, values: list[float]) -> None:
+    """Values of a metric's usual range land in distinct finite buckets, not all in +Inf."""
+    reg = CollectorRegistry()
+    agg = Aggregates(reg)
+    for v in values:
+        m: dict[str, Any] = {"name": "h", "kind": "histogram", "value": v}
+        if unit is not None:
+            m["unit"] = unit
+        agg.observe(record(metrics=[m]), 0.0)
+    counts = bucket_counts(reg, "h")
+    assert counts[float("inf")] == 0
+    assert sum(1 for c in counts.values() if c) == len(values)  # one bucket each
+
+
+def test_custom_histogram_buckets_configured_per_name() -> None:
+    reg = CollectorRegistry()
+    agg = Aggregates(reg, custom_buckets={"payload": (1000.0, 10_000.0)})
+    for v in (10, 2048, 50_000):
+        agg.observe(
+            record(metrics=[{"name": "payload", "kind": "histogram", "value": v, "unit": "By"}]),
+            0.0,
+        )
+    assert bucket_counts(reg, "payload") == {1000.0: 1, 10_000.0: 1, float("inf"): 1}
+
+
+def test_custom_metric_unit_must_stay_the_same(reg: CollectorRegistry) -> None:
+    agg = Aggregates(reg)
+    for unit in ("ms", "s", "ms"):
+        m = {"name": "lat", "kind": "histogram", "value": 5, "unit": unit}
+        agg.observe(record(metrics=[m]), 0.0)
+    assert reg.get_sample_value("faas_custom_lat_count", {"function": "checkout"}) == 2
+    assert (
+        reg.get_sample_value("faaslens_custom_metrics_rejected_total", {"reason": "unit_conflict"})
+        == 1
+    )

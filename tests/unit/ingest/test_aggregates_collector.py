@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -20,6 +21,7 @@ from faaslens.ingest.aggregates import (
     MEMORY_BUCKETS,
     Aggregates,
 )
+from faaslens.ingest.buckets import buckets_for
 from tests.unit.ingest.test_aggregates import LABELS, record
 
 Samples = set[tuple[str, frozenset[tuple[str, str]], float]]
@@ -85,15 +87,23 @@ def test_core_histograms_match_prometheus_client(
     assert len(got) == 2 * (len(bounds) + 3)
 
 
-def test_custom_histogram_matches_prometheus_client() -> None:
+@pytest.mark.parametrize("unit", [None, "s", "bytes", "ms", "percent", "eur"])
+def test_custom_histogram_matches_prometheus_client(unit: str | None) -> None:
     reg = CollectorRegistry()
     agg = Aggregates(reg)
     ref_reg = CollectorRegistry()
-    ref = Histogram("faas_custom_basket", "reference", ["function", "shop"], registry=ref_reg)
-    values = [0, 0.005, 0.0051, 0.3, 1, 7.5, 10, 11, 1e9]
+    bounds = buckets_for("basket", unit, {})
+    ref = Histogram(
+        "faas_custom_basket", "reference", ["function", "shop"], registry=ref_reg, buckets=bounds
+    )
+    # On, between and past the bounds of every unit's table.
+    values = [0, 0.005, 0.0051, 0.3, 1, 7.5, 10, 11, 64, 100, 2048, 1e9, *bounds]
     for i, v in enumerate(values):
         shop = "eu" if i % 2 else "us"
-        metric = {"name": "basket", "kind": "histogram", "value": v, "labels": {"shop": shop}}
+        metric: dict[str, Any] = {"name": "basket", "kind": "histogram", "value": v}
+        metric["labels"] = {"shop": shop}
+        if unit is not None:
+            metric["unit"] = unit
         agg.observe(record(metrics=[metric]), 0.0)
         ref.labels("checkout", shop).observe(v)
     assert samples(reg, "faas_custom_basket") == samples(ref_reg, "faas_custom_basket")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -41,22 +42,29 @@ def test_source_hands_off_in_chunks_and_stops() -> None:
     reg = CollectorRegistry()
     metrics = SelfMetrics(reg)
     chunks: list[list[bytes]] = []
+    addresses: list[list[Any] | None] = []
     lock = threading.Lock()
 
-    def take(frames: list[bytes]) -> None:
+    def take(frames: list[bytes], peers: list[Any] | None) -> None:
         with lock:
             chunks.append(frames)
+            addresses.append(peers)
 
     src = UdpSource("127.0.0.1", 0, take, metrics, rcvbuf=1 << 20)
     src.start()
     assert src.address is not None and src.rcvbuf_actual >= 1 << 20
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        tx.bind(("127.0.0.1", 0))
+        src.capture_peers()  # as after a rejection: every chunk carries its senders
         for i in range(500):
             tx.sendto(b"%d" % i, src.address)
-    poll_until(lambda: sum(len(c) for c in chunks) == 500, timeout=10, what="500 datagrams")
+        poll_until(lambda: sum(len(c) for c in chunks) == 500, timeout=10, what="500 datagrams")
+        sender = tx.getsockname()
     src.stop(timeout=5)
     frames = [f for c in chunks for f in c]
     assert frames == [b"%d" % i for i in range(500)]  # in order, none lost
+    for chunk, peers in zip(chunks, addresses, strict=True):
+        assert peers == [sender] * len(chunk)
     assert reg.get_sample_value("faaslens_datagrams_received_total") == 500
     assert reg.get_sample_value("faaslens_udp_receive_buffer_drops_total") is None  # closed
     assert reg.get_sample_value("faaslens_udp_receive_buffer_bytes") == src.rcvbuf_actual

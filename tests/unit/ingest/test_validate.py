@@ -420,12 +420,22 @@ LONG = "x" * 300
     ],
 )
 def test_event_rejections(event: Any, reason: str) -> None:
+    """A bad field rejects its event; a bad label or custom metric is dropped alone,
+    counted by reason, and the event is kept saying what it lost."""
     assert reason in EVENT_REASONS
     r = V.validate(frame(event, log(**{"event.sequence": 99})))
     assert r.rejected is None
-    assert r.event_rejections == [reason]
-    # the other event of the frame is kept
-    assert [d.doc_id for d in r.docs] == [f"{EXEC}-99"]
+    part = next((k for k in ("labels", "metrics") if isinstance(event, dict) and k in event), None)
+    if part is None:
+        assert r.event_rejections == [reason]
+        # the other event of the frame is kept
+        assert [d.doc_id for d in r.docs] == [f"{EXEC}-99"]
+        return
+    assert r.event_rejections == []
+    assert set(r.dropped) == {f"{part}:{reason}"}
+    kept = orjson.loads(r.docs[0].source)
+    assert kept["faaslens.dropped"] == [f"{part}:{reason}"]
+    assert kept["@timestamp"] == event["@timestamp"] and len(r.docs) == 2
 
 
 def test_limits_inclusive() -> None:

@@ -21,6 +21,7 @@ def check(frame_path: Path) -> list[str]:
         hmac_keys=want.get("hmac_keys") or {},
         require_signature=bool(want.get("require_signature", False)),
         max_frame_bytes=int(want.get("max_frame_bytes", 1 << 20)),
+        clock_ms=lambda: int(want["now_ms"]),
     )  # fmt: skip
     got = v.validate(frame_path.read_bytes())
     problems = []

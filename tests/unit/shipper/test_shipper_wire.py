@@ -97,13 +97,22 @@ def test_signed_frames_verify(rx: Receiver) -> None:
     sh = make_shipper(rx, hmac_key="s3cret", hmac_key_id="prod-1")
     sh.instrument(lambda: None)()
     (frame,) = rx.frames()
-    prefix, key_id, sig, body = frame.split(b" ", 3)
-    assert prefix == b"s1" and key_id == b"prod-1"
-    assert sig == hmac.new(b"s3cret", body, hashlib.sha256).hexdigest().encode()
-    ok = Validator(hmac_keys={"prod-1": "s3cret"}, require_signature=True).validate(frame)
+    prefix, key_id, stamp, sig, body = frame.split(b" ", 4)
+    assert prefix == b"s2" and key_id == b"prod-1"
+    signed = stamp + b" " + body
+    assert sig == hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest().encode()
+    ms = int(stamp)
+    ok = Validator(
+        hmac_keys={"prod-1": "s3cret"}, require_signature=True, clock_ms=lambda: ms + 1000
+    ).validate(frame)
     assert ok.rejected is None and len(ok.docs) == 1
-    bad = Validator(hmac_keys={"prod-1": "other"}).validate(frame)
+    bad = Validator(hmac_keys={"prod-1": "other"}, clock_ms=lambda: ms).validate(frame)
     assert bad.rejected == "bad_signature"
+    # The same frame, replayed past the worker's window, is stale.
+    late = Validator(
+        hmac_keys={"prod-1": "s3cret"}, signature_max_age_s=60, clock_ms=lambda: ms + 61_000
+    )
+    assert late.validate(frame).rejected == "stale"
 
 
 def test_signer_overhead_kept_under_the_datagram_size() -> None:

@@ -225,6 +225,7 @@ async def run(args: argparse.Namespace) -> int:
             break
         await asyncio.sleep(0.1)
     status = await loop.run_in_executor(None, _healthz, worker.http_address)
+    kernel = worker.udp.kernel_drops() if worker.udp else None
     await worker.stop()  # flushes the last batches into Elasticsearch
     t = totals(reg)
     rejected = Counter(
@@ -246,7 +247,6 @@ async def run(args: argparse.Namespace) -> int:
     )["count"]
     delete_es_prefix(args.es_url, prefix)
     shutil.rmtree(tmp, ignore_errors=True)
-    kernel = worker.udp.kernel_drops() if worker.udp else None
     accounted = t["frames_accepted"] + sum(rejected.values()) + t["frames_dropped"]
     adds_up = accounted == received
     print(f"sent {sent:,} datagrams in {seconds:.1f} s: {args.hostile:,} hostile, {valid:,} valid")
@@ -279,12 +279,14 @@ def _healthz(addr: tuple[str, int] | None) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hostile", type=int, default=200_000, help="hostile datagrams")
+    ap.add_argument("--quick", action="store_true", help="20,000 hostile datagrams")
+    ap.add_argument("--hostile", type=int, default=0, help="hostile datagrams (200,000)")
     ap.add_argument("--valid-every", type=int, default=5, help="one valid frame in N")
-    ap.add_argument("--rate", type=float, default=20_000, help="datagrams per second")
+    ap.add_argument("--rate", type=float, default=8_000, help="datagrams per second")
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--es-url", default=os.environ.get("ES_URL", "http://127.0.0.1:9200"))
     args = ap.parse_args()
+    args.hostile = args.hostile or (20_000 if args.quick else 200_000)
     return asyncio.run(run(args))
 
 

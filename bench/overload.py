@@ -81,10 +81,10 @@ async def run(args: argparse.Namespace) -> int:
                 break
         await asyncio.sleep(1.0)
     drained = time.perf_counter() - started
+    kernel = worker.udp.kernel_drops() if worker.udp else None
     await worker.stop()
     t = totals(reg)
     indexed = count()
-    kernel = worker.udp.kernel_drops() if worker.udp else 0
     received = int(total("faaslens_datagrams_received_total"))
     lost_frames = (sent - received) + t["frames_dropped"]
     print(
@@ -115,10 +115,12 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=50_000, help="events per second offered")
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--quick", action="store_true", help="a 5 s run")
+    ap.add_argument("--seconds", type=float, default=0.0, help="seconds of input (15)")
     ap.add_argument("--drain-timeout", type=float, default=900.0)
     ap.add_argument("--es-url", default=os.environ.get("ES_URL", "http://127.0.0.1:9200"))
     args = ap.parse_args()
+    args.seconds = args.seconds or (5.0 if args.quick else 15.0)
     try:
         import uvloop
 

@@ -38,17 +38,46 @@ MAX_METRICS: Final = 64
 MAX_METRIC_LABELS: Final = 5
 MAX_METRIC_LABEL_VALUE: Final = 64
 MAX_METRIC_UNIT: Final = 16
-# Observations one histogram object may stand for (``count``), and attempts of one id.
-MAX_HISTOGRAM_COUNT: Final = 1 << 31
-MAX_ATTEMPT: Final = 1000
-# Bucket upper bounds of custom histograms (prometheus_client's defaults, +Inf implied):
-# the shipper pre-aggregates observations into the same buckets the worker exposes.
-HISTOGRAM_BUCKETS: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-)  # fmt: skip
 # A label key (at any depth): at most this many characters, never U+0000 (Elasticsearch's
 # flattened fields refuse it, and index key and value as one term of bounded size).
 MAX_LABEL_KEY: Final = 256
+# Observations one histogram object may stand for (``count``), and attempts of one id.
+MAX_HISTOGRAM_COUNT: Final = 1 << 31
+MAX_ATTEMPT: Final = 1000
+# Bucket upper bounds of custom histograms (+Inf implied), by the unit of the samples:
+# the shipper pre-aggregates observations into the buckets the worker exposes. A unit
+# not listed, or none, gets HISTOGRAM_BUCKETS: 0.01 .. 1e6 in steps 1 / 2.5 / 5.
+HISTOGRAM_BUCKETS: Final = (
+    *(round(m * 10.0**e, 6) for e in range(-2, 6) for m in (1.0, 2.5, 5.0)),
+    1e6,
+)
+_SECONDS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+)  # fmt: skip
+_BYTES: Final = tuple(float(64 * 4**i) for i in range(13))  # 64 B .. 1 GiB, x4
+UNIT_BUCKETS: Final[dict[str, tuple[float, ...]]] = {}
+for _names, _bounds in (
+    (("s", "sec", "second", "seconds"), _SECONDS),
+    (("ms", "millisecond", "milliseconds"), tuple(round(b * 1e3, 9) for b in _SECONDS)),
+    (("us", "µs", "microsecond", "microseconds"), tuple(round(b * 1e6, 9) for b in _SECONDS)),
+    (("ns", "nanosecond", "nanoseconds"), tuple(round(b * 1e9, 9) for b in _SECONDS)),
+    (("b", "by", "byte", "bytes"), _BYTES),
+    (("kb", "kib", "kilobyte", "kilobytes"), tuple(b / 1024 for b in _BYTES[3:])),
+    (("mb", "mib", "megabyte", "megabytes"), tuple(b / 1024**2 for b in _BYTES[6:])),
+    (("%", "percent"), (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 100.0)),  # noqa: E501
+    (("ratio", "fraction"), (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)),  # noqa: E501
+):
+    for _name in _names:
+        UNIT_BUCKETS[_name] = _bounds
+
+
+def histogram_buckets(unit: str | None) -> tuple[float, ...]:
+    """The bucket upper bounds of a custom histogram whose samples carry ``unit``
+    (matched case-insensitively; unknown or none: :data:`HISTOGRAM_BUCKETS`)."""
+    if not unit:
+        return HISTOGRAM_BUCKETS
+    return UNIT_BUCKETS.get(unit.lower(), HISTOGRAM_BUCKETS)
 
 # Log levels: the wire names, their numbers (stdlib logging's), and the aliases
 # that loggers use for them.

@@ -39,8 +39,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
-from faaslens.ingest.buckets import SECONDS, BucketTable, buckets_for
+from faaslens.ingest.buckets import BucketTable, buckets_for
 from faaslens.ingest.recent import RecentKeys
+from faaslens.protocol import histogram_buckets
 
 __all__ = ["CORE_LABELS", "Aggregates"]
 
@@ -68,7 +69,7 @@ _LIFECYCLE_FIELDS: Final = (
     "cloud.region",
 )
 
-DURATION_BUCKETS: Final = SECONDS
+DURATION_BUCKETS: Final = histogram_buckets("s")
 INIT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 _MIB = 1024 * 1024
 MEMORY_BUCKETS: Final = tuple(
@@ -601,16 +602,16 @@ class Aggregates:
             ["reason"],
             registry=registry,
         )
+        self.repeated = Counter(
+            "faaslens_invocations_repeated",
+            "Invocation records received again (same id and start time) and not counted again",
+            registry=registry,
+        )
         self.custom_dropped = Counter(
             "faaslens_custom_metrics_dropped",
             "Custom metric updates a function's shipper dropped before sending "
             "(bad values, too many label sets or series; faas.metrics_dropped)",
             ["function"],
-            registry=registry,
-        )
-        self.repeated = Counter(
-            "faaslens_invocations_repeated",
-            "Invocation records received again (same id and start time) and not counted again",
             registry=registry,
         )
         self._core_overflow = self.overflow.labels("faas_invocations_total")
@@ -631,8 +632,7 @@ class Aggregates:
         """Update the aggregates from one validated invocation record (once per record:
         the same ``faas.execution`` and ``@timestamp`` again is counted as repeated)."""
         record = hash((inv["faas.execution"], inv["@timestamp"]))
-        seen = self._seen
-        if record in seen or not seen.first_time(record, now):
+        if not self._seen.first_time(record, now):
             self.repeated.inc()
             return
         get = inv.get

@@ -235,20 +235,21 @@ class IngestConfig:
     # TCP memory bounds (ingest/tcp_lines.py).
     tcp_max_connections: int = setting(
         1024,
-        "TCP connections open at once; more are closed at once (counted)",
+        "open TCP connections, at most; one past it is closed at once (counted)",
         "connections",
         check=_at_least(1),
     )
     tcp_max_buffered_bytes: int = setting(
         64 * MIB,
-        "bytes of unfinished lines over all TCP connections; past it the connection "
-        "holding the most is closed (counted)",
+        "bytes of unfinished lines over all TCP connections, at most; past it the "
+        "connection holding the longest is closed (counted)",
         "bytes",
         check=_at_least(1024),
     )
     tcp_idle_timeout_s: float = setting(
         300.0,
-        "a TCP connection silent, or leaving a line unfinished, this long is closed (counted)",
+        "a TCP connection silent this long, or leaving a line unfinished this long, is "
+        "closed (counted)",
         "seconds",
         check=_positive,
     )
@@ -266,40 +267,35 @@ class IngestConfig:
         ),
     )
     require_signature: bool = setting(False, "reject frames that are not signed")
-    # Accepted @timestamp window around the worker's clock: whatever arrives creates at
-    # most ~max_age/1 day + 1 daily indices per kind. Keep max_age at or under
-    # retention_days.
+    signature_max_age_s: float = setting(
+        60.0,
+        "a frame signed with a time (s2) further than this from the worker's clock, "
+        "either way, is rejected as stale (replays)",
+        "seconds",
+        check=_positive,
+    )
     timestamp_max_age_s: float = setting(
         7 * 86_400.0,
-        "an event older than this by the worker's clock is rejected (bad_timestamp); 0: no bound",
+        "events dated further in the past are rejected (bad_timestamp): a bounded number "
+        "of daily indices; keep it at or under retention_days; 0: no bound",
         "seconds",
         check=_at_least(0),
     )
     timestamp_max_ahead_s: float = setting(
         900.0,
-        "an event further ahead than this of the worker's clock is rejected "
-        "(bad_timestamp); 0: no bound",
+        "events dated further ahead of the worker's clock are rejected; 0: no bound",
         "seconds",
         check=_at_least(0),
     )
-    signature_max_age_s: float = setting(
-        60.0,
-        "a frame signed with a time (s2) further than this from the worker's clock, "
-        "either way, is refused as stale",
-        "seconds",
-        check=_positive,
-    )
-    # At most dedupe_max_keys records (~64 bytes each) per half-window: under a higher
-    # rate the window is shorter.
     dedupe_window_s: float = setting(
         180.0,
-        "an invocation record (same id and start time) seen again within this is aggregated once",
+        "an invocation record (same id and start) seen again within this is aggregated once",
         "seconds",
         check=_positive,
     )
     dedupe_max_keys: int = setting(
         250_000,
-        "invocation records remembered per half-window for deduplication",
+        "records remembered per half window (~64 bytes each); more shorten the window",
         "records",
         check=_at_least(1),
     )
@@ -407,18 +403,17 @@ class IngestConfig:
         "seconds",
         check=_at_least(0),
     )
-    # Until both bounds pass, a refused document is retried, and on replay moved behind
-    # the rest of the spool.
     es_doc_max_attempts: int = setting(
         10,
-        "a document Elasticsearch refuses on its own (403 on a blocked index, 5xx for it "
-        "alone) is dead-lettered once refused this many times over es_doc_deadline_s",
+        "a document Elasticsearch refuses on its own (403, 5xx) is dead-lettered after "
+        "this many refusals, once es_doc_deadline_s has passed too",
         "attempts",
         check=_at_least(1),
     )
     es_doc_deadline_s: float = setting(
         900.0,
-        "the least time a refused document is retried before it is dead-lettered",
+        "how long a document refused on its own is retried at least (it waits behind "
+        "the rest of the spool meanwhile)",
         "seconds",
         check=_at_least(0),
     )
@@ -469,11 +464,11 @@ class IngestConfig:
     custom_histogram_buckets: dict[str, tuple[float, ...]] = field(
         default_factory=dict,
         metadata=about(
-            "bucket upper bounds per custom histogram name, in the unit its samples carry "
-            "(a table of name = [bounds] in the config file); others get bounds chosen by "
-            "their unit (ingest/buckets.py)",
-            metavar="NAME=B1,B2[;NAME=...]",
-            shown="none",
+            "bucket upper bounds per custom histogram name, in its samples' unit, as "
+            "name=b1,b2[;name=...] (a table of lists in the file); others follow their "
+            "unit (faaslens.protocol.histogram_buckets)",
+            metavar="NAME=B1,B2;...",
+            shown="by unit",
         ),
     )
     unfinished_grace_s: float = setting(

@@ -117,8 +117,7 @@ def unfinished_doc(exec_id: str, res: dict[str, Any], start: dict[str, Any]) -> 
     doc["event.reason"] = UNFINISHED_REASON
     ts: int = doc["@timestamp"]
     doc["event.start"] = ts
-    doc_id = bounded_id(exec_id) if len(exec_id) > SHORT_ID else exec_id
-    return Doc("invocations", doc_id, day_of(ts), orjson.dumps(doc))
+    return Doc("invocations", exec_id, day_of(ts), orjson.dumps(doc))
 
 
 def error_source(res: dict[str, Any], ev: dict[str, Any]) -> bytes:

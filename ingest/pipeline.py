@@ -301,7 +301,7 @@ class Pipeline:
             batch = add(doc)
             if batch is not None:
                 self._last_flush = now
-                await self._batches.put(batch)
+                await self._hand_over(batch)
 
     async def _flush_if_due(self) -> None:
         if len(self.batcher) and time.monotonic() - self._last_flush >= self.batch_max_wait_s:

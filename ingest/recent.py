@@ -17,7 +17,7 @@ __all__ = ["RecentKeys"]
 class RecentKeys:
     """Recently seen hashable keys, bounded in time and in count."""
 
-    __slots__ = ("_cur", "_half", "_max", "_old", "_rotated")
+    __slots__ = ("_cur", "_half", "_max", "_old", "_rotate_at")
 
     def __init__(self, window_s: float, max_keys: int) -> None:
         if window_s <= 0 or max_keys < 1:
@@ -26,20 +26,17 @@ class RecentKeys:
         self._max = max_keys
         self._cur: set[int] = set()
         self._old: set[int] = set()
-        self._rotated: float | None = None
+        self._rotate_at = float("-inf")  # the first key starts the first generation
 
     def first_time(self, key: int, now: float) -> bool:
         """Remember ``key`` (at monotonic time ``now``); False if it was seen already."""
         cur = self._cur
         if key in cur or key in self._old:
             return False
-        rotated = self._rotated
-        if rotated is None:
-            self._rotated = now
-        elif now - rotated >= self._half or len(cur) >= self._max:
+        if now >= self._rotate_at or len(cur) >= self._max:
             self._old = cur
             cur = self._cur = set()
-            self._rotated = now
+            self._rotate_at = now + self._half
         cur.add(key)
         return True
 

@@ -597,6 +597,8 @@ class Validator:
                     if not ev.keys() >= _START_REQUIRED_SET:
                         raise _Reject("missing_field")
                     result.unknown_fields += _check_fields(ev, START_FIELDS)
+                    if not lo <= ev["@timestamp"] <= hi:
+                        raise _Reject("bad_timestamp")
                     del ev["t"]
                     result.starts.append((res, ev))
                 elif t is None and "t" not in ev:
@@ -639,8 +641,8 @@ class Validator:
         encode = fast.encode
         overrides = fast.overrides if res else None
         days = DAY_CACHE
-        start_type: Any = fast.start_type
         lo, hi = self._window()
+        start_type: Any = fast.start_type
         for ev in events:
             ts = ev.f__timestamp
             if not lo <= ts <= hi:
@@ -681,7 +683,7 @@ class Validator:
             decoded += sum(e.count(b'":') for e in encodings)
             if text_keys != decoded:
                 return self.validate_reference(body)
-        mark_frame(docs, src, env.seq)
+        mark_frame(docs, src, seq)
         return result
 
     def _window(self) -> tuple[int, int]:

@@ -260,6 +260,8 @@ class FastDecoder:
                             return None
                         if type(m.value) is float:
                             slack += float_slack(m.value)
+                        if type(m.sum) is float:
+                            slack += float_slack(m.sum)
         return env, slack
 
     def resource(self, raw: Any) -> tuple[dict[str, Any], bytes] | None:

@@ -18,13 +18,13 @@ from collections import deque
 from contextvars import copy_context
 
 from faaslens.protocol import (
-    HISTOGRAM_BUCKETS,
     LEVEL_NAMES,
     MAX_INV_LABEL_VALUE,
     MAX_INV_LABELS,
     MAX_METRIC_LABEL_VALUE,
     MAX_METRIC_LABELS,
     MAX_METRICS,
+    histogram_buckets,
 )
 from faaslens.shipper.state import current as _current
 from faaslens.shipper.state import current_invocation
@@ -77,7 +77,8 @@ def valid_name(name: object) -> bool:
 class MetricBuffer:
     """Custom metric objects carried with one record, aggregated per series, so the
     number of updates does not matter: counters summed, gauges their last value,
-    histograms as counts per bucket (the worker's buckets, ``HISTOGRAM_BUCKETS``):
+    histograms as counts per bucket (the worker's buckets for the metric's unit,
+    ``faaslens.protocol.histogram_buckets``):
     one object per bucket used, whose ``value`` is its largest observation and, past
     one observation, ``count`` and ``sum`` say how many and their total.
 
@@ -101,7 +102,7 @@ class MetricBuffer:
         """Record one update (name, labels and value already checked)."""
         key: tuple[Any, ...] = (kind, name, tuple(labels.items())) if labels else (kind, name)
         if kind == "histogram":
-            key = (*key, bisect_left(HISTOGRAM_BUCKETS, value))
+            key = (*key, bisect_left(histogram_buckets(unit), value))
         entry = self.keyed.get(key)
         if entry is not None:
             if kind == "counter":

@@ -20,18 +20,10 @@ import pytest
 from faaslens.ingest.validate import Validator
 from faaslens.shipper.errors import fingerprint_of
 from tests.vectors import scenario
-from tests.vectors.generate import all_vectors, json_of
+from tests.vectors.generate import all_vectors
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 NAMES = sorted(p.stem for p in VECTORS.glob("*.frame"))
-
-
-def _signed(frame: bytes) -> bool:
-    return frame[:3] in (b"s1 ", b"s2 ")
-
-
-def _body(frame: bytes) -> Any:
-    return orjson.loads(json_of(frame))
 
 
 def test_there_are_enough_vectors() -> None:

@@ -299,8 +299,7 @@ def worker_frames() -> dict[str, bytes]:
 def expected_starts(frame: bytes) -> list[dict[str, Any]]:
     """The start events of a valid frame, as the worker tracks them (resource merged in),
     per docs/protocol.md ("Settling started invocations")."""
-    body = json_of(frame)
-    env = orjson.loads(body)
+    env = orjson.loads(json_of(frame))
     res = env.get("res", {})
     return [
         {k: v for k, v in {**res, **ev}.items() if k != "t"}

@@ -367,27 +367,6 @@ def test_swept_custom_metric_frees_its_name(reg: CollectorRegistry) -> None:
     assert reg.get_sample_value("faas_custom_x_sum", fn) == pytest.approx(0.3)
 
 
-def test_started_and_unfinished_per_function_with_the_event_winning() -> None:
-    reg = CollectorRegistry()
-    agg = Aggregates(reg, series_cap=2)
-    res = {"faas.name": "app", "faas.version": "3", "cloud.provider": "azure"}
-    agg.observe_started(res, {"faas.execution": "a"}, 1.0)
-    agg.observe_started(res, {"faas.execution": "b", "faas.name": "app/fn"}, 1.0)
-    agg.observe_unfinished(res, {"faas.execution": "b", "faas.name": "app/fn"}, 2.0)
-    base = {"version": "3", "environment": "", "provider": "azure", "region": ""}
-    started = "faas_invocations_started_total"
-    unfinished = "faas_invocations_unfinished_total"
-    assert reg.get_sample_value(started, {"function": "app", **base}) == 1
-    assert reg.get_sample_value(unfinished, {"function": "app", **base}) == 0  # a zero to divide
-    assert reg.get_sample_value(started, {"function": "app/fn", **base}) == 1
-    assert reg.get_sample_value(unfinished, {"function": "app/fn", **base}) == 1
-    agg.observe_started({"faas.name": "third"}, {"faas.execution": "c"}, 3.0)  # past the cap
-    overflow = dict.fromkeys(("function", "version", "environment", "provider", "region"), OVERFLOW)
-    assert reg.get_sample_value(started, overflow) == 1
-    assert agg.sweep(1e9) >= 3  # idle series expire like the others
-    assert reg.get_sample_value(started, {"function": "app", **base}) is None
-
-
 # -- custom histogram buckets follow the unit ------------------------------------------
 
 
@@ -453,3 +432,22 @@ def test_custom_metric_unit_must_stay_the_same(reg: CollectorRegistry) -> None:
         reg.get_sample_value("faaslens_custom_metrics_rejected_total", {"reason": "unit_conflict"})
         == 1
     )
+def test_started_and_unfinished_per_function_with_the_event_winning() -> None:
+    reg = CollectorRegistry()
+    agg = Aggregates(reg, series_cap=2)
+    res = {"faas.name": "app", "faas.version": "3", "cloud.provider": "azure"}
+    agg.observe_started(res, {"faas.execution": "a"}, 1.0)
+    agg.observe_started(res, {"faas.execution": "b", "faas.name": "app/fn"}, 1.0)
+    agg.observe_unfinished(res, {"faas.execution": "b", "faas.name": "app/fn"}, 2.0)
+    base = {"version": "3", "environment": "", "provider": "azure", "region": ""}
+    started = "faas_invocations_started_total"
+    unfinished = "faas_invocations_unfinished_total"
+    assert reg.get_sample_value(started, {"function": "app", **base}) == 1
+    assert reg.get_sample_value(unfinished, {"function": "app", **base}) == 0  # a zero to divide
+    assert reg.get_sample_value(started, {"function": "app/fn", **base}) == 1
+    assert reg.get_sample_value(unfinished, {"function": "app/fn", **base}) == 1
+    agg.observe_started({"faas.name": "third"}, {"faas.execution": "c"}, 3.0)  # past the cap
+    overflow = dict.fromkeys(("function", "version", "environment", "provider", "region"), OVERFLOW)
+    assert reg.get_sample_value(started, overflow) == 1
+    assert agg.sweep(1e9) >= 3  # idle series expire like the others
+    assert reg.get_sample_value(started, {"function": "app", **base}) is None

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from faaslens.ingest.aggregates import CUSTOM_BUCKETS, Aggregates
+from faaslens.ingest.aggregates import Aggregates
+from faaslens.ingest.buckets import buckets_for
 from faaslens.ingest.validate import Validator
-from faaslens.protocol import HISTOGRAM_BUCKETS
+from faaslens.protocol import HISTOGRAM_BUCKETS, UNIT_BUCKETS, histogram_buckets
 from faaslens.shipper.metrics import Counter, Histogram
 from tests.unit.shipper.kit import Receiver, make_shipper, receivers
 
@@ -20,8 +21,12 @@ def rx() -> Iterator[Receiver]:
     yield from receivers()
 
 
-def test_shipper_and_worker_share_the_buckets() -> None:
-    assert tuple(CUSTOM_BUCKETS) == HISTOGRAM_BUCKETS
+@pytest.mark.parametrize("unit", [None, "", "widgets", *sorted(UNIT_BUCKETS), "MS", "Bytes"])
+def test_shipper_and_worker_share_the_buckets(unit: str | None) -> None:
+    """The worker's buckets for a unit are the protocol's, which the shipper uses."""
+    assert buckets_for("x", unit, {}) == histogram_buckets(unit)
+    if not unit or unit.lower() not in UNIT_BUCKETS:
+        assert histogram_buckets(unit) == HISTOGRAM_BUCKETS
 
 
 @pytest.mark.parametrize("path", ["fast", "reference"])
@@ -81,4 +86,7 @@ def test_bad_aggregates_are_rejected_with_a_reason(metric: dict[str, object], re
     }
     frame = orjson.dumps({"v": 1, "src": "s", "seq": 1, "ev": [ev]})
     for result in (Validator().validate(frame), Validator().validate_reference(frame)):
-        assert result.rejected is None and result.event_rejections == [reason]
+        # The bad metric is dropped alone; the invocation is kept and says so.
+        assert result.rejected is None and not result.event_rejections
+        assert result.dropped == [f"metrics:{reason}"]
+        assert orjson.loads(result.docs[0].source)["faaslens.dropped"] == [f"metrics:{reason}"]

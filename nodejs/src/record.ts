@@ -3,7 +3,9 @@
  *
  * The current invocation lives in an AsyncLocalStorage, so concurrent invocations
  * (Azure and GCP run several per process) never see each other's lines, labels or
- * metrics. Lines are buffered as tuples and serialized once, when the invocation ends.
+ * metrics. Lines are buffered as tuples and serialized once, when the invocation ends;
+ * the lines of an invocation that runs past half the flush interval leave earlier, in
+ * batches (Shipper.flushRunning).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { LevelName } from "./config";
@@ -137,6 +139,7 @@ export class Invocation {
   name: string | null = null;
   coldstart = false;
   initNs: number | null = null;
+  /** Lines to ship, not sent yet (the periodic flush takes them out as it sends them). */
   readonly lines: Line[] = [];
   deferred: Ring | null = null;
   labels: Record<string, string> | null = null;
@@ -178,12 +181,24 @@ export class Invocation {
     if (this.echo !== null) this.echo(line, this);
   }
 
-  /** The lines that go out: the kept-aside ones too when the invocation failed. */
+  /**
+   * The lines that go with the record: those not flushed yet, and the kept-aside ones
+   * too when the invocation failed (in sequence order).
+   */
   linesToShip(failed: boolean): Line[] {
     if (failed && this.deferred !== null && this.deferred.kept) {
       return [...this.lines, ...this.deferred.lines].sort((a, b) => a[0] - b[0]);
     }
     return this.lines;
+  }
+
+  /**
+   * The lines not sent yet, taken out (the periodic flush's share): a long invocation
+   * holds only the lines logged since the last flush. One thread runs handlers and
+   * timers, so no line is appended meanwhile.
+   */
+  takeUnsent(): Line[] {
+    return this.lines.length ? this.lines.splice(0) : [];
   }
 
   /** Kept-aside lines pushed out of the bounded debug buffer. */

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from faaslens.ingest.config import IngestConfig
 from faaslens.ingest.events import Doc
 from faaslens.ingest.runner import Worker
+from faaslens.ingest.selfmetrics import totals
 from faaslens.ingest.sink_es.client import make_client
 from faaslens.ingest.sink_es.deadletter import iter_lines
 from faaslens.ingest.sink_es.sink import ElasticsearchSink
@@ -221,7 +222,7 @@ async def test_overload_overflows_to_the_spool_and_loses_nothing(
                 )
 
         async def all_in() -> bool:
-            return value(reg, "faaslens_docs_built_total", index="logs") == frames * 3
+            return totals(reg)["docs_built"] == frames * 3
 
         await apoll_until(all_in, timeout=60, what="every frame validated")
         assert value(reg, "faaslens_batches_spilled_total") > 0

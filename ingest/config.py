@@ -189,6 +189,28 @@ class IngestConfig:
         "the aggregator's declaration.json (metrics the lines may name); empty: none",
         metavar="FILE",
     )
+    # Memory bounds of the line listener's TCP side (ingest/tcp_lines.py); its lines are
+    # short (a few hundred bytes), at most 64 KiB each.
+    lines_max_connections: int = setting(
+        1024,
+        "line listener TCP connections open at once; more are closed at once (counted)",
+        "connections",
+        check=_at_least(1),
+    )
+    lines_max_buffered_bytes: int = setting(
+        16 * MIB,
+        "bytes of unfinished lines over all line listener TCP connections; past it the "
+        "connection holding the most is closed (counted)",
+        "bytes",
+        check=_at_least(65_536),
+    )
+    lines_idle_timeout_s: float = setting(
+        300.0,
+        "a line listener TCP connection silent, or leaving a line unfinished, this long "
+        "is closed (counted)",
+        "seconds",
+        check=_positive,
+    )
     http_write_timeout_s: float = setting(
         10.0,
         "a /metrics response not written within this is aborted (Prometheus' default "
@@ -210,6 +232,7 @@ class IngestConfig:
     max_frame_bytes: int = setting(
         MIB, "largest frame accepted; larger ones are rejected", "bytes", check=_at_least(1024)
     )
+    # TCP memory bounds (ingest/tcp_lines.py).
     tcp_max_connections: int = setting(
         1024,
         "open TCP connections, at most; one past it is closed at once (counted)",

@@ -39,8 +39,18 @@ KINDS: Final = ("counter", "gauge", "histogram")
 # A UDP datagram carries at most 65,507 bytes; a TCP line longer than this is
 # refused (the stream resynchronises at the next LF).
 LINE_MAX_BYTES: Final = 65_536
+# What one line may make the store keep, so a series costs a bounded amount of memory
+# whatever the line's length (the store bounds series per metric and metrics): a name
+# or label name of at most NAME_MAX_CHARS, at most LABELS_MAX labels of values up to
+# LABEL_VALUE_MAX_CHARS (the frame protocol's invocation label bounds), at most
+# BUCKETS_MAX histogram bounds. More is refused as ``too_large``.
+NAME_MAX_CHARS: Final = 256
+LABELS_MAX: Final = 32
+LABEL_VALUE_MAX_CHARS: Final = 1024
+BUCKETS_MAX: Final = 64
 PARSE_REASONS: Final = (
     "too_long",
+    "too_large",
     "bad_encoding",
     "bad_json",
     "bad_text",
@@ -113,12 +123,18 @@ def _unescape(raw: str) -> str | None:
     return None if bad else out
 
 
-def _labels(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...] | None:
-    """Sorted label pairs, or None when a name repeats or is reserved (``__*``)."""
+def _labels(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...] | str:
+    """Sorted label pairs; ``bad_label`` when a name repeats or is reserved (``__*``),
+    ``too_large`` past the bounds (``LABELS_MAX``, ``NAME_MAX_CHARS``,
+    ``LABEL_VALUE_MAX_CHARS``)."""
+    if len(pairs) > LABELS_MAX:
+        return "too_large"
     pairs.sort()
-    for i, (k, _) in enumerate(pairs):
+    for i, (k, v) in enumerate(pairs):
         if k.startswith("__") or (i and pairs[i - 1][0] == k):
-            return None
+            return "bad_label"
+        if len(k) > NAME_MAX_CHARS or len(v) > LABEL_VALUE_MAX_CHARS:
+            return "too_large"
     return tuple(pairs)
 
 
@@ -136,8 +152,7 @@ def _body(body: bytes) -> tuple[tuple[str, str], ...] | str:
         if v is None:
             return "bad_label"
         pairs.append((k, v))
-    labels = _labels(pairs)
-    return "bad_label" if labels is None else labels
+    return _labels(pairs)
 
 
 def _text(line: bytes) -> Observation | str:
@@ -164,7 +179,10 @@ def _text(line: bytes) -> Observation | str:
             _memo[body] = labels
     if isinstance(labels, str):
         return labels
-    return Observation(head.group(1).decode(), labels, value)
+    name = head.group(1).decode()
+    if len(name) > NAME_MAX_CHARS:
+        return "too_large"
+    return Observation(name, labels, value)
 
 
 def _number(raw: Any) -> float | None:
@@ -190,6 +208,8 @@ def _from_object(obj: dict[str, Any]) -> Observation | str:
     name = obj.get("name")
     if type(name) is not str or not _NAME.match(name):
         return "bad_name"
+    if len(name) > NAME_MAX_CHARS:
+        return "too_large"
     kind = obj.get("type")
     if kind is not None and kind not in KINDS:
         return "bad_type"
@@ -210,13 +230,15 @@ def _from_object(obj: dict[str, Any]) -> Observation | str:
                 return "bad_label"
             pairs.append((k, v))
     labels = _labels(pairs)
-    if labels is None:
-        return "bad_label"
+    if isinstance(labels, str):
+        return labels
     buckets: tuple[float, ...] | None = None
     raw_buckets = obj.get("buckets")
     if raw_buckets is not None:
         if type(raw_buckets) is not list:
             return "bad_buckets"
+        if len(raw_buckets) > BUCKETS_MAX:
+            return "too_large"
         bounds = [_number(b) for b in raw_buckets]
         if any(b is None for b in bounds):
             return "bad_buckets"

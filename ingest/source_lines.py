@@ -9,6 +9,16 @@ line costs a few microseconds. A refused line is counted in
 at most one log line per reason per interval (:class:`RejectionLog`).
 A TCP line longer than ``LINE_MAX_BYTES`` is refused as ``too_long`` and the
 stream resynchronises at the next LF.
+
+TCP memory is bounded as the frame source's is (:mod:`tcp_lines`): at most
+``lines_max_connections`` open connections, ``lines_max_buffered_bytes`` of
+unfinished lines over all of them (past it the longest holder is closed), and
+a connection silent, or leaving a line unfinished, for ``lines_idle_timeout_s``
+is closed; each closing is counted in
+``faaslens_lines_connections_closed_total{reason}`` and logged with the peer.
+UDP needs no bound of its own: a datagram is read into a 64 KiB buffer (the
+largest UDP payload), its lines are applied before the next is read, and a
+line over ``LINE_MAX_BYTES`` is refused as ``too_long`` like any other.
 """
 
 from __future__ import annotations
@@ -18,10 +28,10 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from faaslens.ingest.aggregates import Aggregates
 from faaslens.ingest.config import ConfigError, IngestConfig, parse_hostport
@@ -33,6 +43,7 @@ from faaslens.ingest.lines_parse import (
     parse_line,
 )
 from faaslens.ingest.selfmetrics import RejectionLog
+from faaslens.ingest.tcp_lines import CLOSE_REASONS, LineConnections, LineLimits
 
 __all__ = ["LINE_REASONS", "LinesSource", "start_lines"]
 
@@ -41,53 +52,6 @@ log = structlog.get_logger("faaslens.ingest")
 LINE_REASONS: tuple[str, ...] = (*PARSE_REASONS, *STORE_REASONS)
 # Binding UDP on the port the kernel gave TCP can fail if that UDP port is taken.
 _BIND_ATTEMPTS = 20
-
-
-class _Stream(asyncio.Protocol):
-    """One TCP connection: splits the byte stream into lines."""
-
-    def __init__(self, source: LinesSource) -> None:
-        self._source = source
-        self._buf = b""
-        self._skipping = False  # inside a line that was already refused as too long
-        self.peer = ""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
-        self._source._conns.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self._skipping:
-            cut = data.find(b"\n")
-            if cut < 0:
-                return
-            self._skipping = False
-            data = data[cut + 1 :]
-        lines = (self._buf + data).split(b"\n")
-        self._buf = lines.pop()
-        if len(self._buf) > LINE_MAX_BYTES:
-            lines.append(self._buf)  # refused as too_long by the parser
-            self._buf = b""
-            self._skipping = True
-        if lines:
-            self._source.take(lines, self.peer, "tcp")
-
-    def eof_received(self) -> bool | None:
-        self._flush()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._flush()
-        self._source._conns.discard(self)
-
-    def _flush(self) -> None:
-        # The sender's last line without its LF is still a line it meant to send.
-        if self._buf:
-            tail, self._buf = self._buf, b""
-            self._source.take([tail], self.peer, "tcp")
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -116,6 +80,9 @@ class LinesSource:
         reuse_port: bool = False,
         rcvbuf: int = 4 << 20,
         clock: Callable[[], float] = time.monotonic,
+        max_connections: int = 1024,
+        max_buffered_bytes: int = 16 << 20,
+        idle_timeout_s: float = 300.0,
     ) -> None:
         self.host = host
         self.rcvbuf = rcvbuf
@@ -138,10 +105,55 @@ class LinesSource:
             registry=registry,
         )
         self._rejected = {r: rejected.labels(r) for r in LINE_REASONS}
+        closed = Counter(
+            "faaslens_lines_connections_closed",
+            "Line listener TCP connections the worker closed to bound its memory, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        limits = LineLimits(LINE_MAX_BYTES, max_connections, max_buffered_bytes, idle_timeout_s)
+        self._pool = LineConnections(
+            self,
+            limits,
+            closed={r: closed.labels(r) for r in CLOSE_REASONS},
+            rejections=rejections,
+            what="lines_connection",
+            open_now=Gauge(
+                "faaslens_lines_connections",
+                "Open TCP connections of the line listener",
+                registry=registry,
+            ),
+        )
         self._server: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._conns: set[_Stream] = set()
         self.address: tuple[str, int] | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of unfinished TCP lines held, all connections."""
+        return self._pool.buffered
+
+    @property
+    def connections(self) -> int:
+        """Open TCP connections."""
+        return self._pool.connections
+
+    def lines(self, lines: list[bytes], peer: str) -> None:
+        """Complete TCP lines (the parser refuses those over ``LINE_MAX_BYTES``)."""
+        self.take(lines, peer, "tcp")
+
+    def too_long(self, peer: str, sample: bytes) -> None:
+        """An unfinished TCP line past ``LINE_MAX_BYTES``: refused as ``too_long``."""
+        self._received["tcp"].inc()
+        self._refuse("too_long", peer, "tcp", {})
+
+    def tail(self, tail: bytes, peer: str) -> None:
+        """The sender's last line without its LF is still a line it meant to send."""
+        self.take([tail], peer, "tcp")
+
+    def _refuse(self, reason: str, peer: str, transport: str, detail: dict[str, Any]) -> None:
+        self._rejected[reason].inc()
+        self._rejections.note("line", reason, peer=peer, transport=transport, **detail)
 
     def take(self, lines: list[bytes], peer: str, transport: str) -> None:
         """Parse and apply ``lines`` from ``peer``; blank lines carry nothing."""
@@ -155,9 +167,8 @@ class LinesSource:
             parsed = parse_line(line)
             reason = parsed if isinstance(parsed, str) else observe(parsed, now)
             if reason is not None:
-                self._rejected[reason].inc()
                 detail: dict[str, Any] = {} if isinstance(parsed, str) else {"name": parsed.name}
-                self._rejections.note("line", reason, peer=peer, transport=transport, **detail)
+                self._refuse(reason, peer, transport, detail)
         if n:
             self._received[transport].inc(n)
 
@@ -166,7 +177,7 @@ class LinesSource:
         loop = asyncio.get_running_loop()
         for _ in range(_BIND_ATTEMPTS):
             server = await loop.create_server(
-                lambda: _Stream(self), self.host, self.port, reuse_port=self.reuse_port or None
+                self._pool.protocol, self.host, self.port, reuse_port=self.reuse_port or None
             )
             port = server.sockets[0].getsockname()[1]
             try:
@@ -186,6 +197,7 @@ class LinesSource:
             udp.max_size = 65_536  # type: ignore[attr-defined]
         self._server, self._udp = server, udp
         self.address = (self.host, port)
+        self._pool.start("lines-idle-sweep")
         log.info("lines listening", address=f"{self.host}:{port}", transports="tcp+udp")
 
     def _udp_socket(self, port: int) -> socket.socket:
@@ -210,10 +222,7 @@ class LinesSource:
             self._udp = None
         if self._server is not None:
             self._server.close()
-        for conn in list(self._conns):
-            if conn.transport is not None:
-                conn.transport.close()
-            conn._flush()
+        await self._pool.stop()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -246,6 +255,16 @@ async def start_lines(
         except ValueError as exc:
             raise ConfigError(f"lines_declarations: {path}: {exc}") from exc
     host, port = parse_hostport(config.lines_listen)
-    source = LinesSource(host, port, store, registry, RejectionLog(), reuse_port=config.reuse_port)
+    source = LinesSource(
+        host,
+        port,
+        store,
+        registry,
+        RejectionLog(),
+        reuse_port=config.reuse_port,
+        max_connections=config.lines_max_connections,
+        max_buffered_bytes=config.lines_max_buffered_bytes,
+        idle_timeout_s=config.lines_idle_timeout_s,
+    )
     await source.start()
     return source

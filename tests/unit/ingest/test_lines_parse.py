@@ -12,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faaslens.ingest.lines_parse import (
+    BUCKETS_MAX,
+    LABEL_VALUE_MAX_CHARS,
+    LABELS_MAX,
     LINE_MAX_BYTES,
+    NAME_MAX_CHARS,
     PARSE_REASONS,
     DeclarationError,
     Observation,
@@ -137,6 +141,50 @@ def test_any_bytes_give_an_observation_or_a_bounded_reason(line: bytes) -> None:
 _NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True)
 _LABEL_NAMES = _NAMES.filter(lambda n: not n.startswith("__"))
 _VALUES = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _text_line(name: str, labels: dict[str, str]) -> bytes:
+    return (name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "} 1").encode()
+
+
+def _json_line(name: str, labels: dict[str, str], buckets: int = 1) -> bytes:
+    obj = {"name": name, "labels": labels, "type": "histogram", "help": "h", "value": 1}
+    return orjson.dumps({**obj, "buckets": list(range(buckets))})
+
+
+_AT_BOUND: list[tuple[str, dict[str, str], int]] = [
+    ("n" * NAME_MAX_CHARS, {}, 1),
+    ("m", {"k" * NAME_MAX_CHARS: "v"}, 1),
+    ("m", {f"k{i}": "v" for i in range(LABELS_MAX)}, 1),
+    ("m", {"k": "v" * LABEL_VALUE_MAX_CHARS}, 1),
+    ("m", {}, BUCKETS_MAX),
+]
+_PAST_BOUND: list[tuple[str, dict[str, str], int]] = [
+    ("n" * (NAME_MAX_CHARS + 1), {}, 1),
+    ("m", {"k" * (NAME_MAX_CHARS + 1): "v"}, 1),
+    ("m", {f"k{i}": "v" for i in range(LABELS_MAX + 1)}, 1),
+    ("m", {"k": "v" * (LABEL_VALUE_MAX_CHARS + 1)}, 1),
+    ("m", {}, BUCKETS_MAX + 1),
+]
+
+
+@pytest.mark.parametrize(("name", "labels", "buckets"), _AT_BOUND)
+def test_what_a_series_keeps_is_accepted_up_to_its_bound(
+    name: str, labels: dict[str, str], buckets: int
+) -> None:
+    assert isinstance(parse_line(_json_line(name, labels, buckets)), Observation)
+    assert isinstance(parse_line(_text_line(name, labels)), Observation)
+
+
+@pytest.mark.parametrize(("name", "labels", "buckets"), _PAST_BOUND)
+def test_what_a_series_keeps_is_bounded_whatever_the_line_length(
+    name: str, labels: dict[str, str], buckets: int
+) -> None:
+    """A line well within LINE_MAX_BYTES cannot make one series hold more than the
+    bounds (a UDP datagram carries any line up to 65,507 bytes)."""
+    assert parse_line(_json_line(name, labels, buckets)) == "too_large"
+    if buckets == 1:  # text lines carry no buckets
+        assert parse_line(_text_line(name, labels)) == "too_large"
 
 
 def _text_escape(value: str) -> str:

@@ -59,6 +59,13 @@ export interface ShipperConfig {
   timeoutMarginMs: number;
   /** TCP connect timeout, seconds. */
   tcpTimeoutS: number;
+  /** Send a start event when each invocation starts (the worker settles unfinished ones). */
+  startEvents: boolean;
+  /**
+   * Once an invocation has run half of this (ms), its pending lines leave within 3/4 of
+   * it of being logged, before the record; 0: lines leave with the record only.
+   */
+  flushIntervalMs: number;
   prices: PriceOverrides;
 }
 
@@ -88,6 +95,8 @@ const NAMES: Record<Exclude<keyof ShipperConfig, "prices">, string> = {
   gcpGeneration: "gcp_generation",
   timeoutMarginMs: "timeout_margin_ms",
   tcpTimeoutS: "tcp_timeout_s",
+  startEvents: "start_events",
+  flushIntervalMs: "flush_interval_ms",
 };
 const PRICE_KEYS = ["per_request", "per_gb_s", "per_ghz_s", "per_vcpu_s", "price_id"] as const;
 
@@ -113,15 +122,19 @@ export function defaults(): ShipperConfig {
     gcpGeneration: 2,
     timeoutMarginMs: 50,
     tcpTimeoutS: 0.5,
+    startEvents: true,
+    flushIntervalMs: 1000,
     prices: {},
   };
 }
 
-function asBool(raw: unknown): boolean {
+/** A boolean from a bool or a word; blank means "not set": the setting's default. */
+function asBool(raw: unknown, dflt: boolean): boolean {
   if (typeof raw === "boolean") return raw;
   const text = String(raw).trim().toLowerCase();
+  if (text === "") return dflt;
   if (["1", "true", "yes", "on"].includes(text)) return true;
-  if (["0", "false", "no", "off", ""].includes(text)) return false;
+  if (["0", "false", "no", "off"].includes(text)) return false;
   throw new Error(`not a boolean: ${JSON.stringify(raw)}`);
 }
 
@@ -142,12 +155,15 @@ function coerce(key: keyof ShipperConfig, raw: unknown): unknown {
   switch (key) {
     case "echo":
     case "disabled":
-      return asBool(raw);
+      return asBool(raw, false);
+    case "startEvents":
+      return asBool(raw, true);
     case "maxDatagram":
       if (raw === null || raw === "") return null;
       return inRange(asNumber(raw, true), 256, 65_507, "must be between 256 and 65507");
     case "debugBuffer":
     case "timeoutMarginMs":
+    case "flushIntervalMs":
       return inRange(asNumber(raw, true), 0, Number.MAX_SAFE_INTEGER, "must be >= 0");
     case "gcpGeneration": {
       const gen = asNumber(raw, true);

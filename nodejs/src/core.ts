@@ -7,6 +7,16 @@
  *
  * Events are built field by field in the Python shipper's order (shipper/core.py), so
  * that both pack the same events into the same frames.
+ *
+ * Besides the record, an invocation sends a start event before its handler runs
+ * (`startEvents`) and, once it has run half of the flush interval `I`
+ * (`flushIntervalMs`, 1,000), its pending lines: a timer ticks every `I/4` while
+ * invocations run, so a line logged at `x` leaves by `max(x, I/2) + I/4`, and every
+ * line logged at least `I` before the process dies has left it. Shorter invocations
+ * send their lines with the record, in one send. The timer is unref'd: it never keeps
+ * the process (or a Lambda invocation waiting for an empty event loop) alive. Like any
+ * timer it needs the event loop: a handler that blocks it (a synchronous loop) holds
+ * its lines until it yields.
  */
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
@@ -70,7 +80,10 @@ const NO_COLD = ["provisioned-concurrency", "snap-start"];
 /** How long a wrapper waits for an invocation's frames to leave, at most (ms). */
 export const SETTLE_MS = 200;
 
-/** Sends one record per invocation, with its log lines, errors and metrics. */
+/**
+ * Sends one record per invocation, with its log lines, errors and metrics; before it, a
+ * start event (`startEvents`) and, for long invocations, their lines so far.
+ */
 export class Shipper {
   readonly config: ShipperConfig;
   readonly stats = new Stats();
@@ -99,6 +112,12 @@ export class Shipper {
   private readonly unsampledLevel: number;
   private readonly noCold: boolean;
   private readonly echo: ((line: Line, inv: Invocation | null) => void) | null;
+  private readonly startEvents: boolean;
+  /** Invocations running now, for the periodic flush of their lines (null: disabled). */
+  private readonly running: Set<Invocation> | null;
+  /** Invocations older than this (ns) have their lines flushed: half the interval. */
+  private readonly flushAgeNs: number;
+  private flushTimer: NodeJS.Timeout | null = null;
   readonly nextSeq = (): number => this.seq++;
 
   constructor(options: ShipperOptions = {}) {
@@ -122,6 +141,9 @@ export class Shipper {
     this.noCold = NO_COLD.includes(this.env.AWS_LAMBDA_INITIALIZATION_TYPE ?? "");
     this.echo = cfg.echo ? (line, inv) => this.echoLine(line, inv) : null;
     this.disabled = cfg.disabled;
+    this.startEvents = cfg.startEvents;
+    this.running = cfg.flushIntervalMs > 0 ? new Set() : null;
+    this.flushAgeNs = (cfg.flushIntervalMs * 1_000_000) / 2;
   }
 
   // ------------------------------------------------------------ public API
@@ -212,8 +234,9 @@ export class Shipper {
     }
   }
 
-  /** Release the socket (a later send reopens it). */
+  /** Release the socket (a later send reopens it) and stop the flush timer. */
   close(): void {
+    this.stopFlushTimer();
     try {
       this.transport.close();
     } catch {
@@ -245,8 +268,15 @@ export class Shipper {
         inv.metrics = this.pendingMetrics;
         this.pendingMetrics = new MetricBuffer();
       }
-      if (info.remainingMs !== null && this.config.timeoutMarginMs) this.armWatchdog(inv, info.remainingMs);
+      const remaining = info.remainingMs;
+      if (remaining !== null && this.config.timeoutMarginMs) this.armWatchdog(inv, remaining);
+      if (this.startEvents) this.sendStart(inv, remaining);
       this.stats.invocations++;
+      const running = this.running;
+      if (running !== null) {
+        running.add(inv);
+        if (this.flushTimer === null) this.startFlushTimer();
+      }
       inv.t0 = this.clock.perfNs();
       return inv;
     } catch {
@@ -266,6 +296,7 @@ export class Shipper {
       clearTimeout(inv.watchdog);
       inv.watchdog = null;
     }
+    this.running?.delete(inv);
     try {
       this.sendRecord(inv, Math.round(end - inv.t0), failed ? err : undefined, failed, timedOutMs);
     } catch {
@@ -283,12 +314,9 @@ export class Shipper {
       "event.outcome": isFailure ? "failure" : "success",
       "faas.coldstart": inv.coldstart,
     };
-    let [diff, est, memory, ident] = this.plan(inv.info);
+    const [diff, est, memory] = this.plan(inv.info);
     if (diff) Object.assign(ev, diff);
-    if (inv.name !== null && this.resource["faas.name"] !== inv.name) {
-      ev["faas.name"] = inv.name;
-      ident = ident ? { ...ident, "faas.name": inv.name } : { "faas.name": inv.name };
-    }
+    if (inv.name !== null && this.resource["faas.name"] !== inv.name) ev["faas.name"] = inv.name;
     if (inv.initNs !== null) ev["faas.coldstart_duration"] = inv.initNs;
     if (inv.trigger !== null) ev["faas.trigger.type"] = inv.trigger;
     const rss = this.peakRss(duration);
@@ -329,9 +357,91 @@ export class Shipper {
     }
     const lines = inv.linesToShip(isFailure);
     const events: Event[] = [ev];
-    if (lines.length) this.lineEvents(lines, inv.executionId, traceId, events, ident);
+    if (lines.length) this.lineEvents(lines, inv.executionId, traceId, events, this.ident(inv));
     if (isFailure) this.stats.dropped_lines += inv.deferredDropped;
+    this.send(events);
+  }
+
+  /** Pack events into frames (each taking the next `seq`) and send them. */
+  private send(events: Event[]): void {
     this.transport.send(this.packer.pack(this.resJson, events, this.nextSeq));
+  }
+
+  /** The start event (docs/protocol.md, `t: "start"`), sent at once; a failure is counted, the invocation runs on. */
+  private sendStart(inv: Invocation, remainingMs: (() => number) | null): void {
+    try {
+      const ev: Event = {
+        t: "start",
+        "faas.execution": inv.executionId,
+        "@timestamp": inv.startMs,
+        "faas.coldstart": inv.coldstart,
+      };
+      const diff = this.plan(inv.info)[0];
+      if (diff) Object.assign(ev, diff);
+      if (inv.name !== null && this.resource["faas.name"] !== inv.name) ev["faas.name"] = inv.name;
+      if (inv.trigger !== null) ev["faas.trigger.type"] = inv.trigger;
+      const left = remainingMs === null ? null : remainingMs();
+      if (left !== null && Number.isInteger(left) && left > 0) ev["faas.timeout"] = left * 1_000_000;
+      if (inv.traceId !== null) {
+        ev["trace.id"] = inv.traceId;
+        if (inv.spanId !== null) ev["span.id"] = inv.spanId;
+      }
+      this.send([ev]);
+    } catch {
+      this.stats.internal_errors++;
+    }
+  }
+
+  /**
+   * The function's name and version where the invocation's differ from the resource
+   * block's (an Azure app hosts several functions; a wrapper may name one), repeated on
+   * its lines so that they are found under the same function as its record.
+   */
+  private ident(inv: Invocation): Record<string, unknown> | null {
+    const ident = this.plan(inv.info)[3];
+    if (inv.name === null || this.resource["faas.name"] === inv.name) return ident;
+    return ident ? { ...ident, "faas.name": inv.name } : { "faas.name": inv.name };
+  }
+
+  // ------------------------------------------------------------ periodic flush
+
+  private startFlushTimer(): void {
+    const timer = setInterval(() => {
+      if (this.running === null || this.running.size === 0) this.stopFlushTimer();
+      else this.flushRunning(this.clock.perfNs());
+    }, this.config.flushIntervalMs / 4);
+    timer.unref();
+    this.flushTimer = timer;
+  }
+
+  private stopFlushTimer(): void {
+    if (this.flushTimer !== null) {
+      clearInterval(this.flushTimer);
+      this.flushTimer = null;
+    }
+  }
+
+  /**
+   * Send the pending lines of invocations running for at least half the flush interval
+   * (`nowNs` on the shipper's monotonic clock). The flush timer calls it; tests and
+   * scenarios call it at the times they choose.
+   */
+  flushRunning(nowNs: number): void {
+    const running = this.running;
+    if (running === null || running.size === 0) return;
+    try {
+      for (const inv of running) {
+        if (inv.done || nowNs - inv.t0 < this.flushAgeNs) continue;
+        const lines = inv.takeUnsent();
+        if (!lines.length) continue;
+        const events: Event[] = [];
+        this.lineEvents(lines, inv.executionId, inv.traceId, events, this.ident(inv));
+        this.send(events);
+        this.stats.lines_flushed += lines.length;
+      }
+    } catch {
+      this.stats.internal_errors++;
+    }
   }
 
   /** Peak RSS, re-read unless a sub-millisecond invocation follows a reading < 100 ms old. */
@@ -427,7 +537,7 @@ export class Shipper {
       if (this.echo !== null) this.echo(line, null);
       const events: Event[] = [];
       this.lineEvents([line], null, null, events);
-      this.transport.send(this.packer.pack(this.resJson, events, this.nextSeq));
+      this.send(events);
     } catch {
       this.stats.internal_errors++;
     }

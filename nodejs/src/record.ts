@@ -3,7 +3,9 @@
  *
  * The current invocation lives in an AsyncLocalStorage, so concurrent invocations
  * (Azure and GCP run several per process) never see each other's lines, labels or
- * metrics. Lines are buffered as tuples and serialized once, when the invocation ends.
+ * metrics. Lines are buffered as tuples and serialized once, when the invocation ends;
+ * the lines of an invocation that runs past half the flush interval leave earlier, in
+ * batches (Shipper.flushRunning).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { LevelName } from "./config";
@@ -138,6 +140,8 @@ export class Invocation {
   coldstart = false;
   initNs: number | null = null;
   readonly lines: Line[] = [];
+  /** lines[0, sent) already left, flushed while the invocation ran. */
+  sent = 0;
   deferred: Ring | null = null;
   labels: Record<string, string> | null = null;
   metrics: MetricBuffer | null = null;
@@ -178,12 +182,25 @@ export class Invocation {
     if (this.echo !== null) this.echo(line, this);
   }
 
-  /** The lines that go out: the kept-aside ones too when the invocation failed. */
+  /**
+   * The lines that go with the record: those not flushed yet, and the kept-aside ones
+   * too when the invocation failed (in sequence order).
+   */
   linesToShip(failed: boolean): Line[] {
+    const lines = this.sent ? this.lines.slice(this.sent) : this.lines;
     if (failed && this.deferred !== null && this.deferred.kept) {
-      return [...this.lines, ...this.deferred.lines].sort((a, b) => a[0] - b[0]);
+      return [...lines, ...this.deferred.lines].sort((a, b) => a[0] - b[0]);
     }
-    return this.lines;
+    return lines;
+  }
+
+  /** Lines not sent yet, now counted as sent (the periodic flush's share). */
+  takeUnsent(): Line[] {
+    const first = this.sent;
+    const n = this.lines.length;
+    if (n <= first) return [];
+    this.sent = n;
+    return this.lines.slice(first, n);
   }
 
   /** Kept-aside lines pushed out of the bounded debug buffer. */

@@ -22,6 +22,7 @@ export class Stats {
   internal_errors = 0; // the shipper's own failures, swallowed
   invocations = 0;
   lines = 0;
+  lines_flushed = 0; // of which sent before their invocation ended
   send_errors = 0;
   tcp_dropped = 0; // frames dropped from the TCP queue while disconnected
   tcp_reconnects = 0;

@@ -13,7 +13,7 @@ import type { Clock } from "../src/core";
 import { Logger } from "../src/logger";
 import { Counter, Gauge, Histogram } from "../src/metrics";
 import { currentInvocation } from "../src/record";
-import type { Transport } from "../src/transport";
+import { Capture } from "./kit";
 
 export const VECTORS = join(__dirname, "..", "..", "..", "tests", "vectors");
 const SCENARIOS = join(VECTORS, "scenarios");
@@ -39,17 +39,6 @@ interface Raise {
   frames: [string, string][];
 }
 
-class Capture implements Transport {
-  readonly frames: Buffer[] = [];
-  send(frames: Buffer[]): void {
-    this.frames.push(...frames);
-  }
-  settled(): null {
-    return null;
-  }
-  close(): void {}
-}
-
 /** A string given as data: plain, {repeat, times} or {concat: [...]}. */
 function textOf(spec: any): string {
   if (typeof spec === "string") return spec;
@@ -73,16 +62,16 @@ function handlerArgs(step: Step): unknown[] {
   switch (step.platform) {
     case "aws": {
       const c = step.context;
-      return [
-        step.event,
-        {
-          awsRequestId: c.request_id,
-          functionName: c.function_name,
-          functionVersion: c.function_version,
-          memoryLimitInMB: String(c.memory_mb),
-          invokedFunctionArn: c.arn,
-        },
-      ];
+      const context: Record<string, unknown> = {
+        awsRequestId: c.request_id,
+        functionName: c.function_name,
+        functionVersion: c.function_version,
+        memoryLimitInMB: String(c.memory_mb),
+        invokedFunctionArn: c.arn,
+      };
+      // The runtime's method; absent unless the scenario gives it.
+      if (c.remaining_ms !== undefined) context.getRemainingTimeInMillis = () => c.remaining_ms;
+      return [step.event, context];
     }
     case "azure": {
       const c = step.context;
@@ -195,6 +184,10 @@ class Run {
       }
       case "invoke":
         return this.invoke(step);
+      case "timer":
+        // The periodic flush timer fires now, at the scenario clock's time.
+        this.shipper.flushRunning(this.monoNs);
+        return;
       default:
         throw new Error(`unknown step ${String(step.op)}`);
     }

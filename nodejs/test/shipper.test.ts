@@ -1,70 +1,22 @@
 // The NodeJS shipper on real sockets and real platform shapes: transports that never
 // throw, the Lambda (async and callback), Azure v4 and functions-framework wrappers,
-// truncation on code point boundaries, redaction, the timeout record.
+// truncation on code point boundaries, redaction, the timeout record. Start events are on
+// (the default) unless a test says otherwise: each invocation's first frame is its start.
 import { strict as assert } from "node:assert";
-import { createSocket, type Socket } from "node:dgram";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { test } from "node:test";
 import { HttpRequest, InvocationContext } from "@azure/functions";
-import { Shipper, azure, counter, gcpCloudEvent, gcpHttp, getLogger, lambda, loadConfig, truncate, truncateBytes } from "../src/index";
+import { azure, counter, gcpCloudEvent, gcpHttp, getLogger, lambda, loadConfig, truncate, truncateBytes } from "../src/index";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PRICE_FILE, estimatorFor } from "../src/cost";
 import { codePoints } from "../src/wire";
+import { Collector, type Frame, lambdaContext, shipperFor } from "./kit";
 
-type Frame = { v: number; src: string; seq: number; res?: Record<string, unknown>; ev: Record<string, any>[] };
-
-/** A UDP collector on an ephemeral loopback port: frames as they arrive. */
-class Collector {
-  readonly frames: Frame[] = [];
-  private waiters: (() => void)[] = [];
-  private constructor(readonly sock: Socket) {
-    sock.on("message", (msg) => {
-      this.frames.push(JSON.parse(msg.toString()) as Frame);
-      for (const w of this.waiters.splice(0)) w();
-    });
-  }
-
-  static async start(): Promise<Collector> {
-    const sock = createSocket("udp4");
-    await new Promise<void>((resolve) => sock.bind(0, "127.0.0.1", resolve));
-    return new Collector(sock);
-  }
-
-  get endpoint(): string {
-    return `udp://127.0.0.1:${this.sock.address().port}`;
-  }
-
-  /** Waits (with a deadline) until `n` frames have arrived. */
-  async take(n: number, deadlineMs = 5000): Promise<Frame[]> {
-    const deadline = Date.now() + deadlineMs;
-    while (this.frames.length < n) {
-      if (Date.now() > deadline) throw new Error(`${this.frames.length} of ${n} frames arrived`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50).unref();
-      });
-    }
-    return this.frames.splice(0, n);
-  }
-
-  close(): void {
-    this.sock.close();
-  }
+/** The frames holding invocation records (start events and flushed lines left out). */
+function records(frames: Frame[]): Frame[] {
+  return frames.filter((f) => f.ev[0]!.t === "inv");
 }
-
-function shipperFor(endpoint: string, settings: Record<string, unknown> = {}): Shipper {
-  return new Shipper({ config: loadConfig({}, { endpoint, ...settings }), env: {}, resource: { "faas.name": "t", "cloud.provider": "aws", "host.architecture": "x86_64" } });
-}
-
-const lambdaContext = (id: string, remaining = 30_000) => ({
-  awsRequestId: id,
-  functionName: "orders",
-  functionVersion: "$LATEST",
-  memoryLimitInMB: "256",
-  invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:orders",
-  getRemainingTimeInMillis: () => remaining,
-});
 
 test("lambda async handler: one record with its lines and metric, result untouched", async () => {
   const c = await Collector.start();
@@ -82,7 +34,9 @@ test("lambda async handler: one record with its lines and metric, result untouch
     { shipper },
   );
   assert.equal(await handler({ n: 21 }, lambdaContext("req-1")), 42);
-  const [frame] = await c.take(1);
+  const [start, frame] = await c.take(2);
+  assert.deepEqual(start!.ev.map((e) => [e.t, e["faas.execution"]]), [["start", "req-1"]]);
+  assert.deepEqual([start!.seq, frame!.seq], [1, 2]);
   const [inv, ...lines] = frame!.ev;
   assert.equal(inv!["faas.execution"], "req-1");
   assert.equal(inv!["event.outcome"], "success");
@@ -99,7 +53,7 @@ test("lambda async handler: one record with its lines and metric, result untouch
   assert.deepEqual(lines[0]!.labels, { password: "[REDACTED]", nested: { api_key: "[REDACTED]", ok: 1 } });
   assert.equal(lines[2]!["error.type"], "RangeError");
   assert.match(lines[2]!["error.grouping_key"], /^[0-9a-f]{16}$/);
-  assert.equal(shipper.snapshot().frames_sent, 1);
+  assert.equal(shipper.snapshot().frames_sent, 2);
   c.close();
 });
 
@@ -117,7 +71,7 @@ test("lambda callback handler: the callback gets the result; an error is a failu
   assert.deepEqual(await call(false, "cb-1"), [null, "done"]);
   const [err] = await call(true, "cb-2");
   assert.ok(err instanceof TypeError);
-  const frames = await c.take(2);
+  const frames = records(await c.take(4));
   assert.deepEqual(frames.map((f) => [f.ev[0]!["faas.execution"], f.ev[0]!["event.outcome"]]), [
     ["cb-1", "success"],
     ["cb-2", "failure"],
@@ -133,7 +87,7 @@ test("lambda handler that throws: the error reaches the runtime, the record says
     throw new Error("boom");
   }, { shipper });
   await assert.rejects(handler({}, lambdaContext("t-1")), /boom/);
-  const [frame] = await c.take(1);
+  const [frame] = records(await c.take(2));
   assert.equal(frame!.ev[0]!["event.outcome"], "failure");
   assert.equal(frame!.ev[0]!["error.message"], "boom");
   c.close();
@@ -145,7 +99,7 @@ test("a timeout record goes out before the platform's deadline", async () => {
   let release: () => void = () => undefined;
   const handler = lambda(() => new Promise<string>((resolve) => (release = () => resolve("late"))), { shipper });
   const running = handler({}, lambdaContext("slow-1", 80));
-  const [frame] = await c.take(1);
+  const [frame] = records(await c.take(2));
   assert.equal(frame!.ev[0]!["error.type"], "faaslens.Timeout");
   assert.equal(frame!.ev[0]!["event.outcome"], "failure");
   release();
@@ -169,7 +123,7 @@ test("Azure Functions v4: invocation id, function name, http trigger and trace f
   });
   const request = new HttpRequest({ method: "GET", url: "http://localhost/api/hello?name=x" });
   assert.deepEqual(await handler(request, context), { status: 200, body: "hello x" });
-  const [frame] = await c.take(1);
+  const [frame] = records(await c.take(2));
   const inv = frame!.ev[0]!;
   assert.equal(inv["faas.execution"], "az-inv-1");
   assert.equal(inv["faas.name"], "HttpTrigger1");
@@ -216,7 +170,7 @@ test("functions-framework HTTP and CloudEvent functions", async () => {
   });
   assert.equal(ce.status, 204);
   ceServer.close();
-  const frames = await c.take(2);
+  const frames = records(await c.take(4));
   const [http, event] = frames.map((f) => f.ev);
   assert.equal(http![0]!["faas.execution"], "gcp-1");
   assert.equal(http![0]!["faas.trigger.type"], "http");
@@ -272,8 +226,14 @@ test("TCP: LF-separated frames; a down collector is counted and never blocks pas
   const handler = lambda(async () => "ok", { shipper });
   for (const id of ["tcp-1", "tcp-2"]) assert.equal(await handler({}, lambdaContext(id)), "ok");
   const deadline = Date.now() + 5000;
-  while (received.length < 2 && Date.now() < deadline) await new Promise<void>((r) => ((notify = r), setTimeout(r, 50).unref()));
-  assert.deepEqual(received.map((line) => (JSON.parse(line) as Frame).ev[0]!["faas.execution"]), ["tcp-1", "tcp-2"]);
+  while (received.length < 4 && Date.now() < deadline) await new Promise<void>((r) => ((notify = r), setTimeout(r, 50).unref()));
+  const sent = received.map((line) => JSON.parse(line) as Frame);
+  assert.deepEqual(sent.map((f) => [f.seq, f.ev[0]!.t, f.ev[0]!["faas.execution"]]), [
+    [1, "start", "tcp-1"],
+    [2, "inv", "tcp-1"],
+    [3, "start", "tcp-2"],
+    [4, "inv", "tcp-2"],
+  ]);
   shipper.close();
   server.close();
 

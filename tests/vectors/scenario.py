@@ -90,6 +90,9 @@ class _LambdaContext:
         self.function_version = spec.get("function_version")
         self.memory_limit_in_mb = spec.get("memory_mb")
         self.invoked_function_arn = spec.get("arn")
+        remaining = spec.get("remaining_ms")
+        if remaining is not None:  # the runtime's method; absent unless the scenario gives it
+            self.get_remaining_time_in_millis = lambda: remaining
 
 
 class _AzureTrace:
@@ -179,6 +182,15 @@ def failing_handler(spec: dict[str, Any], body: Any) -> Any:
 # ------------------------------------------------------------------ running
 
 
+class _TimerSteps:
+    """Stands in for the shipper's flusher thread: the scenario's ``timer`` steps fire the
+    periodic flush instead, at the scenario clock's time (a thread on the real clock
+    would make the frames depend on how fast the scenario runs)."""
+
+    def stop(self) -> None:
+        pass
+
+
 class _Run:
     def __init__(self, scenario: dict[str, Any]) -> None:
         clock = scenario["clock"]
@@ -198,6 +210,10 @@ class _Run:
             new_id=lambda: next(ids),
             sample=lambda: next(draws),
         )
+        self.shipper._flusher = _TimerSteps()
+
+    def op_timer(self, step: dict[str, Any]) -> None:
+        self.shipper._flush_running(self.clock.mono_ns)
 
     def steps(self, steps: list[dict[str, Any]]) -> None:
         for step in steps:

@@ -3,7 +3,7 @@
  * (docs/protocol.md, "Error fingerprint"), computed the same way as the Python shipper's.
  */
 import { createHash } from "node:crypto";
-import { MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, truncate } from "./wire";
+import { MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, shrinkStack, truncate } from "./wire";
 
 export const FINGERPRINT_FRAMES = 5;
 // Frames of the shipper's own files (the wrapper that called the handler) end the
@@ -108,7 +108,7 @@ export function errorFields(err: unknown): Record<string, string> {
   return {
     "error.type": truncate(type, MAX_ERROR_TYPE),
     "error.message": truncate(message, MAX_ERROR_MESSAGE),
-    "error.stack_trace": truncate(stack, MAX_STACK),
+    "error.stack_trace": shrinkStack(stack, MAX_STACK),
     "error.grouping_key": key,
   };
 }

@@ -45,7 +45,7 @@ export function lambda<E, C, R>(
       const inv = shipper.start([event, context], opts);
       const done: LambdaCallback<R> = (error, result) => {
         const failed = error !== undefined && error !== null;
-        shipper.finish(inv, failed ? error : undefined, failed);
+        shipper.finish(inv, failed ? error : undefined, failed, null, result);
         const wait = shipper.settled();
         void wait.then(() => callback(error, result));
       };
@@ -93,7 +93,8 @@ export function gcpHttp<Q, S extends ResponseLike>(handler: (req: Q, res: S) => 
     const shipper = options.shipper ?? getShipper();
     if (shipper.disabled) return handler.call(this, req, res);
     const inv = shipper.start([req, res], opts);
-    const end = (err: unknown, failed: boolean): void => shipper.finish(inv, err, failed);
+    // The response object is the answer: its statusCode is the status sent.
+    const end = (err: unknown, failed: boolean): void => shipper.finish(inv, err, failed, null, res);
     try {
       res.once("finish", () => end(undefined, false));
       res.once("close", () => end(undefined, false));

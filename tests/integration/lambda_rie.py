@@ -1,7 +1,7 @@
 """A Python handler under the AWS Lambda Runtime Interface Emulator with awslambdaric.
 
-The emulator (``aws-lambda-rie``, Go) is built once with the machine's Go into
-``~/.cache/faaslens/bin`` (:func:`rie_binary`); awslambdaric is a dev
+The emulator (``aws-lambda-rie``, Go) comes from ``scripts/build-rie`` (one pinned build,
+cached; :func:`rie_binary`); awslambdaric is a dev
 dependency. :class:`LambdaRuntime` runs one function: the emulator on two
 free loopback ports, starting ``python -m awslambdaric <module>.<handler>`` as
 the runtime on the first invocation, and again after the runtime process
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,42 +22,16 @@ from typing import Any
 
 import orjson
 
+from tests import runtimes
 from tests.support import http_json, poll_until
 
-RIE_MODULE = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
 # A pinned commit of the emulator (Go pseudo-version), so every machine builds the same.
-RIE_VERSION = "v0.0.0-20261030222936-bef5c4ba774d"
-CACHE_BIN = Path(os.environ.get("FAASLENS_CACHE", Path.home() / ".cache" / "faaslens")) / "bin"
 REPO = Path(__file__).resolve().parents[2]
 
 
-class RieUnavailable(RuntimeError):
-    """The emulator cannot be built here (no Go toolchain, no module download)."""
-
-
 def rie_binary() -> Path:
-    """The emulator's binary, built with ``go install`` on first use (idempotent)."""
-    binary = CACHE_BIN / "aws-lambda-rie"
-    if binary.exists():
-        return binary
-    go = shutil.which("go") or next(
-        (p for p in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(p).exists()), None
-    )
-    if go is None:
-        raise RieUnavailable("no Go toolchain to build aws-lambda-rie")
-    CACHE_BIN.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(CACHE_BIN), "GOFLAGS": "-buildvcs=false"}
-    done = subprocess.run(
-        [go, "install", f"{RIE_MODULE}@{RIE_VERSION}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0 or not binary.exists():
-        raise RieUnavailable(f"go install {RIE_MODULE} failed: {done.stderr[-2000:]}")
-    return binary
+    """The emulator's binary, from ``scripts/build-rie`` (one pinned build, cached)."""
+    return runtimes.rie_binary()
 
 
 def _free_port() -> int:

@@ -690,6 +690,13 @@ async def test_housekeeping_task_applies_retention_until_cancelled(
             return status == 404
 
         await apoll_until(second_gone, timeout=30, what="second old index deleted")
+
+        # Elasticsearch may have deleted it before its answer reached the pass that asked:
+        # the count follows the answer, so wait for it before cancelling that pass.
+        async def both_counted() -> bool:
+            return metric(sink, "faaslens_retention_deleted_indices_total") == 2
+
+        await apoll_until(both_counted, timeout=30, what="both deletions counted")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -167,9 +167,8 @@ export class Invocation {
   /** The platform's time limit in ms, when it states one (AWS); 0: unknown. */
   limitMs = 0;
   initNs: number | null = null;
+  /** Lines to ship, not sent yet (the periodic flush takes them out as it sends them). */
   readonly lines: Line[] = [];
-  /** lines[0, sent) already left, flushed while the invocation ran. */
-  sent = 0;
   deferred: Ring | null = null;
   labels: Record<string, string> | null = null;
   metrics: MetricBuffer | null = null;
@@ -215,20 +214,19 @@ export class Invocation {
    * too when the invocation failed (in sequence order).
    */
   linesToShip(failed: boolean): Line[] {
-    const lines = this.sent ? this.lines.slice(this.sent) : this.lines;
     if (failed && this.deferred !== null && this.deferred.kept) {
-      return [...lines, ...this.deferred.lines].sort((a, b) => a[0] - b[0]);
+      return [...this.lines, ...this.deferred.lines].sort((a, b) => a[0] - b[0]);
     }
-    return lines;
+    return this.lines;
   }
 
-  /** Lines not sent yet, now counted as sent (the periodic flush's share). */
+  /**
+   * The lines not sent yet, taken out (the periodic flush's share): a long invocation
+   * holds only the lines logged since the last flush. One thread runs handlers and
+   * timers, so no line is appended meanwhile.
+   */
   takeUnsent(): Line[] {
-    const first = this.sent;
-    const n = this.lines.length;
-    if (n <= first) return [];
-    this.sent = n;
-    return this.lines.slice(first, n);
+    return this.lines.length ? this.lines.splice(0) : [];
   }
 
   /** Kept-aside lines pushed out of the bounded debug buffer. */

@@ -98,6 +98,16 @@ def test_fingerprint_vectors() -> None:
         assert fingerprint_of(case["type"], frames) == case["grouping_key"], case["text"]
 
 
+def test_the_generator_rewrites_vectors_only() -> None:
+    """Regenerating removes every vector's files first (so a renamed scenario leaves no
+    stale frames), and nothing else kept next to them."""
+    from tests.vectors.generate import stale_vector_files
+
+    stale = {p.name for p in stale_vector_files()}
+    assert stale == {f"{n}.frame" for n in NAMES} | {f"{n}.json" for n in NAMES}
+    assert (VECTORS / "fingerprints.json").exists() and "fingerprints.json" not in stale
+
+
 def test_stored_expectations_match_the_generator() -> None:
     """The .json files are the generator's output (nobody edited one by hand)."""
     for name, (_, spec) in all_vectors().items():

@@ -6,7 +6,8 @@ user would (configured by ``FAASLENS_*``). Each invocation is then found by
 Lambda-shaped arguments (async and callback handlers), under
 ``@google-cloud/functions-framework``, and under the AWS Lambda Runtime Interface
 Emulator (built by scripts/build-rie) running the NodeJS runtime interface client, npm
-``aws-lambda-ric`` (built by scripts/build-lambda-ric).
+``aws-lambda-ric`` (built by scripts/build-lambda-ric). A function whose process dies
+mid-invocation becomes one unfinished invocation with the line the periodic flush sent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from faaslens.ingest.documents import UNFINISHED_REASON
 from faaslens.ingest.runner import Worker
 from tests.support import apoll_until, worker_test_config
 
@@ -156,6 +158,58 @@ async def test_lambda_handler_found_by_id_with_lines_in_order(
     assert record["faas.name"] == "orders-node"
     assert record["faas.cost.price_id"] == "aws-x86_64-2025-01"
     assert record["faas.coldstart"] is True
+
+
+_CRASH_DRIVER = """
+const f = require(process.argv[1]);
+const [finishedId, dyingId, how] = process.argv.slice(2);
+const context = (id) => ({
+  awsRequestId: id, functionName: "orders-node", functionVersion: "3", memoryLimitInMB: "256",
+  invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:orders-node",
+  getRemainingTimeInMillis: () => 1000,
+});
+f.lambdaHandler({ httpMethod: "GET" }, context(finishedId))
+  .then(() => f.crashHandler({ die: how }, context(dyingId)));
+"""
+
+
+# How the process dies, and the exit status that follows (-9: killed by SIGKILL).
+_DEATHS = {"exit": 137, "kill": -9}
+
+
+@pytest.mark.parametrize("how", sorted(_DEATHS))
+async def test_a_process_that_dies_mid_invocation_leaves_an_unfinished_invocation_with_its_line(
+    node_package: Path, worker: Worker, es_url: str, es_prefix: str, how: str
+) -> None:
+    finished, dying = f"node-ok-{uuid.uuid4()}", f"node-dies-{uuid.uuid4()}"
+    env = _node_env(worker, FAASLENS_FLUSH_INTERVAL_MS="200", FAASLENS_TIMEOUT_MARGIN_MS="0")
+    argv = ("node", "-e", _CRASH_DRIVER, str(FUNCTIONS), finished, dying, how)
+    await _run(*argv, env=env, ok=(_DEATHS[how],))
+
+    async def unfinished() -> Any:
+        view = await _query(es_url, es_prefix, dying)
+        return view if view is not None and view["invocation"] and view["logs"] else None
+
+    view = await apoll_until(unfinished, timeout=60, what=f"unfinished invocation {dying}")
+    doc = view["invocation"]
+    assert doc["faas.execution"] == dying
+    assert doc["event.outcome"] == "unknown"
+    assert doc["event.reason"] == UNFINISHED_REASON
+    assert doc["faas.name"] == "orders-node"
+    assert doc["faas.timeout"] == 1_000_000_000  # the deadline left at the start, 1 s
+    assert doc["@timestamp"] == doc["event.start"] > 0
+    assert "event.duration" not in doc
+    (line,) = view["logs"]
+    assert (line["message"], line["labels"]["id"]) == ("last words", dying)
+    assert line["faas.name"] == "orders-node"
+    # The invocation that ended normally in the same process was settled by its record.
+    done = await _found(es_url, es_prefix, finished)
+    assert done["invocation"]["event.outcome"] == "success"
+    reg = worker.registry
+    fn = {"function": "orders-node", "version": "3", "environment": "test", "provider": "aws"}
+    fn["region"] = "eu-west-1"
+    assert reg.get_sample_value("faas_invocations_started_total", fn) == 2
+    assert reg.get_sample_value("faas_invocations_unfinished_total", fn) == 1
 
 
 def _free_port() -> int:

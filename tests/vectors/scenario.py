@@ -3,10 +3,10 @@
 A scenario is data: settings (``FAASLENS_*`` variables), the source id, the resource
 block, a clock that moves only when a step says so, the peak RSS, the ids and random
 draws the shipper will ask for, and steps (invocations on a platform, log lines,
-metrics, labels, a thrown error with given frames). The NodeJS shipper runs the same
-files (nodejs/test/scenarios.test.ts). Both must produce the frames named in
-``expect_frames``, compared as :func:`frames_match` says (docs/protocol.md,
-"Shipper scenarios").
+metrics, labels, a thrown error with given frames, the periodic flush timer firing).
+The NodeJS shipper runs the same files (nodejs/test/scenarios.test.ts). Both must
+produce the frames named in ``expect_frames``, compared as :func:`frames_match`
+says (docs/protocol.md, "Shipper scenarios").
 """
 
 from __future__ import annotations

@@ -31,6 +31,20 @@ exports.callbackHandler = faaslens.lambda((event, context, callback) => {
   );
 });
 
+// AWS Lambda, a process that dies mid-invocation (event.die: "exit" for process.exit(137),
+// "kill" for SIGKILL, as the out-of-memory killer sends): it logs a line, lets the
+// periodic flush send it (FAASLENS_FLUSH_INTERVAL_MS), then dies before its record.
+exports.crashHandler = faaslens.lambda(async (event, context) => {
+  log.info("last words", { id: context.awsRequestId });
+  const deadline = Date.now() + 10_000;
+  while (faaslens.stats().lines_flushed < 1 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await faaslens.getShipper().settled(); // the flushed frame has left the process
+  if (event.die === "kill") process.kill(process.pid, "SIGKILL");
+  process.exit(137);
+});
+
 // Google Cloud Functions HTTP function (functions-framework --target=hello).
 const functions = (() => {
   try {

@@ -22,8 +22,8 @@ const lines = (frames: Frame[]): Record<string, any>[] => frames.flatMap((f) => 
 
 // ------------------------------------------------------------------ attempts
 
-test("a redelivered id is the next attempt: its own record and lines, numbered", async () => {
-  const [shipper, capture] = capturingShipper({ startEvents: false });
+test("a redelivered id is the next attempt: its own start event, record and lines, numbered", async () => {
+  const [shipper, capture] = capturingShipper();
   const log = getLogger("orders", null, shipper);
   let calls = 0;
   const handler = lambda(async (event: { n: number }) => {
@@ -42,6 +42,8 @@ test("a redelivered id is the next attempt: its own record and lines, numbered",
   assert.equal(second!["faas.attempt"], 2);
   assert.equal(second!["event.outcome"], "success");
   assert.equal(other!["faas.attempt"], undefined);
+  const starts = frames.filter((f) => f.ev[0]!.t === "start").map((f) => f.ev[0]!);
+  assert.deepEqual(starts.map((e) => e["faas.attempt"]), [undefined, 2, undefined]);
   const [l1, l2, l3] = lines(frames);
   assert.equal(l1!["faas.attempt"], undefined);
   assert.deepEqual([l2!.message, l2!["faas.attempt"]], ["attempt body 2", 2]);

@@ -242,9 +242,4 @@ export class Invocation {
     const text = typeof value === "string" ? value : String(value);
     labels[k] = text.length > MAX_INV_LABEL_VALUE ? truncate(text, MAX_INV_LABEL_VALUE) : text;
   }
-
-  /** Carry one custom metric update with the record. */
-  addMetric(kind: MetricKind, name: string, value: number, labels: Record<string, string> | null, unit: string | null): void {
-    (this.metrics ??= new MetricBuffer()).add(kind, name, value, labels, unit);
-  }
 }

@@ -314,6 +314,30 @@ export class Packer {
   }
 }
 
+/**
+ * Labels `excess` bytes smaller: their longest string value cut on a UTF-8 boundary;
+ * when the bulk is not one string, a marker in place of them all.
+ */
+function shrinkLabels(labels: unknown, excess: number): Record<string, unknown> {
+  if (labels !== null && typeof labels === "object" && !Array.isArray(labels)) {
+    const own = labels as Record<string, unknown>;
+    let longest: string | null = null;
+    let longestBytes = -1;
+    for (const [k, v] of Object.entries(own)) {
+      if (typeof v !== "string") continue;
+      const b = Buffer.byteLength(v);
+      if (b > longestBytes) {
+        longest = k;
+        longestBytes = b;
+      }
+    }
+    if (longest !== null && longestBytes - MARKER_BYTES > excess) {
+      return { ...own, [longest]: truncateBytes(own[longest] as string, longestBytes - excess - 16) };
+    }
+  }
+  return { _dropped: "labels too large for one frame" };
+}
+
 /** Cut the longest strings of one event until its JSON fits `budget` UTF-8 bytes. */
 export function shrink(event: Event, budget: number): string {
   const ev: Event = { ...event };
@@ -333,7 +357,7 @@ export function shrink(event: Event, budget: number): string {
       }
     }
     if ("labels" in ev && (longest === null || Buffer.byteLength(dumps(ev.labels)) > longestBytes)) {
-      ev.labels = { _dropped: "labels too large for one frame" };
+      ev.labels = shrinkLabels(ev.labels, bytes - budget);
     } else if (longest !== null && longestBytes > MARKER_BYTES) {
       const text = ev[longest] as string;
       // JSON escaping may make the text longer on the wire than in UTF-8: cut some slack;

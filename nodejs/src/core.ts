@@ -257,7 +257,9 @@ export class Shipper {
       let execId = options.executionId || info.executionId;
       let attempt = 1;
       if (!execId) execId = this.newId(); // none, or an empty one the protocol would refuse
-      else if (info.attempt !== null || this.failed.has(execId) || this.failedOld.has(execId)) attempt = this.attemptOf(execId, info.attempt);
+      else if (info.attempt !== null || (this.failed.size && (this.failed.has(execId) || this.failedOld.has(execId)))) {
+        attempt = this.attemptOf(execId, info.attempt); // redeliveries follow failures: no lookup before one
+      }
       let keep = this.minLevel;
       if (this.config.logSampleRate < 1) {
         const sample = (this.sample ??= Math.random);

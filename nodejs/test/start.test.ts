@@ -136,6 +136,23 @@ test("flushIntervalMs 0: lines leave with the record only", () => {
   assert.equal(shipper.snapshot().lines_flushed, 0);
 });
 
+test("the flush timer runs only while invocations run", async () => {
+  const [shipper] = capturingShipper({ startEvents: false, flushIntervalMs: 40 });
+  const timer = (): unknown => Reflect.get(shipper, "flushTimer");
+  assert.equal(timer(), null); // none before the first invocation
+  const inv = shipper.start([], { executionId: "t-1" });
+  assert.notEqual(timer(), null);
+  shipper.finish(inv, undefined, false);
+  // Its next tick finds nothing running and stops it (ticks every 10 ms).
+  const deadline = Date.now() + 5000;
+  while (timer() !== null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.equal(timer(), null);
+  shipper.finish(shipper.start([], { executionId: "t-2" }), undefined, false);
+  assert.notEqual(timer(), null); // made again by the next invocation
+  shipper.close();
+  assert.equal(timer(), null);
+});
+
 // A process whose only work is an invocation that never ends: the flush timer (and the
 // sockets) must not keep it alive, so it exits on its own, having sent its start event
 // and flushed its line. A timer that held the event loop would hang it.

@@ -66,6 +66,8 @@ export interface ShipperConfig {
    * it of being logged, before the record; 0: lines leave with the record only.
    */
   flushIntervalMs: number;
+  /** An HTTP function's answer with a status at or above it is a failure (100-999); 0: never. */
+  httpFailureStatus: number;
   prices: PriceOverrides;
 }
 
@@ -97,6 +99,7 @@ const NAMES: Record<Exclude<keyof ShipperConfig, "prices">, string> = {
   tcpTimeoutS: "tcp_timeout_s",
   startEvents: "start_events",
   flushIntervalMs: "flush_interval_ms",
+  httpFailureStatus: "http_failure_status",
 };
 const PRICE_KEYS = ["per_request", "per_gb_s", "per_ghz_s", "per_vcpu_s", "price_id"] as const;
 
@@ -124,6 +127,7 @@ export function defaults(): ShipperConfig {
     tcpTimeoutS: 0.5,
     startEvents: true,
     flushIntervalMs: 1000,
+    httpFailureStatus: 500,
     prices: {},
   };
 }
@@ -165,6 +169,11 @@ function coerce(key: keyof ShipperConfig, raw: unknown): unknown {
     case "timeoutMarginMs":
     case "flushIntervalMs":
       return inRange(asNumber(raw, true), 0, Number.MAX_SAFE_INTEGER, "must be >= 0");
+    case "httpFailureStatus": {
+      const status = asNumber(raw, true);
+      if (status !== 0 && !(status >= 100 && status <= 999)) throw new Error("must be 0 (never) or between 100 and 999");
+      return status;
+    }
     case "gcpGeneration": {
       const gen = asNumber(raw, true);
       if (gen !== 1 && gen !== 2) throw new Error("must be 1 or 2");

@@ -26,6 +26,8 @@ export interface InvocationInfo {
   fields: Record<string, unknown> | null;
   /** AWS: ms left before the platform's deadline, for the timeout record. */
   remainingMs: (() => number) | null;
+  /** The attempt number where the platform states it (Azure's retryContext). */
+  attempt: number | null;
 }
 
 export const PLAIN: InvocationInfo = Object.freeze({
@@ -35,10 +37,11 @@ export const PLAIN: InvocationInfo = Object.freeze({
   spanId: null,
   fields: null,
   remainingMs: null,
+  attempt: null,
 });
 
 function info(executionId: string | null, trigger: Trigger | null): InvocationInfo {
-  return { executionId, trigger, traceId: null, spanId: null, fields: null, remainingMs: null };
+  return { executionId, trigger, traceId: null, spanId: null, fields: null, remainingMs: null, attempt: null };
 }
 
 /** A random version-4 UUID. */
@@ -293,6 +296,9 @@ export function fromAzure(input: unknown, ctx: Record<string, unknown>, env: Env
     fields["faas.name"] = site ? `${site}/${String(fn)}` : String(fn); // OTel: "<app>/<function>"
   }
   out.fields = fields;
+  const retry = ctx.retryContext;
+  const retryCount = isObject(retry) ? retry.retryCount : undefined;
+  if (typeof retryCount === "number" && Number.isInteger(retryCount) && retryCount >= 0) out.attempt = retryCount + 1;
   const traceContext = ctx.traceContext;
   const tp = parseTraceparent(isObject(traceContext) ? traceContext.traceParent : undefined);
   if (tp !== null) out.traceId = tp[0];
@@ -349,4 +355,27 @@ export function extract(args: readonly unknown[], env: Env): InvocationInfo {
   }
   if (isCloudEvent(first)) return fromCloudEvent(first);
   return PLAIN;
+}
+
+// ------------------------------------------------------------------ the handler's answer
+
+/**
+ * The HTTP status a handler answered with, in its platform's shapes, else null: an AWS
+ * API Gateway / function URL / ALB proxy result `{ statusCode: 500, ... }`; an Azure
+ * Functions v4 `HttpResponse` or `HttpResponseInit` (`{ status: 500 }`); the
+ * functions-framework (express) response object, whose `statusCode` is the status
+ * sent. A status is an integer 100-999 (or its digits as a string).
+ */
+export function httpStatus(result: unknown): number | null {
+  if (result === null || typeof result !== "object") return null;
+  let code: unknown;
+  try {
+    const answer = result as { statusCode?: unknown; status?: unknown };
+    code = answer.statusCode;
+    if (code === undefined) code = answer.status;
+  } catch {
+    return null; // a foreign object's getter: its failure is not ours
+  }
+  if (typeof code === "string" && /^\d{3}$/.test(code)) code = Number(code);
+  return typeof code === "number" && Number.isInteger(code) && code >= 100 && code <= 999 ? code : null;
 }

@@ -21,13 +21,13 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type Env, type LevelName, type ShipperConfig, datagramSize, loadConfig, minLevel, parseEndpoint } from "./config";
-import { PLAIN, type InvocationInfo, type Trigger, extract, newExecutionId, resourceFromEnv } from "./context";
+import { PLAIN, type InvocationInfo, type Trigger, extract, httpStatus, newExecutionId, resourceFromEnv } from "./context";
 import { type Estimator, estimatorFor } from "./cost";
 import { errorFields } from "./errors";
 import { Invocation, type Line, MetricBuffer, type MetricKind, currentInvocation, runIn } from "./record";
 import { Redactor } from "./redact";
 import { Stats, type Transport, makeTransport } from "./transport";
-import { type Event, MAX_LOGGER, MAX_MESSAGE, Packer, Signer, TCP_MAX, UDP_MAX, codePoints, dumps, truncate } from "./wire";
+import { type Event, MAX_ATTEMPT, MAX_LOGGER, MAX_MESSAGE, Packer, Signer, TCP_MAX, UDP_MAX, codePoints, dumps, truncate } from "./wire";
 
 /** Time sources; tests substitute their own. */
 export interface Clock {
@@ -100,6 +100,9 @@ export class Shipper {
   private readonly packer: Packer;
   private readonly resJson: string;
   private seq = 1;
+  // Ids of recent failed attempts -> their attempt (a redelivery reuses the id).
+  private failed = new Map<string, number>();
+  private failedOld = new Map<string, number>();
   private logSeq = 0;
   private invocationCount = 0;
   private readonly estimators = new Map<string, Estimator | null>();
@@ -167,7 +170,7 @@ export class Shipper {
     if (isThenable(result)) {
       return result.then(
         async (value: unknown) => {
-          this.finish(inv, undefined, false);
+          this.finish(inv, undefined, false, null, value);
           await this.settled();
           return value;
         },
@@ -178,7 +181,7 @@ export class Shipper {
         },
       ) as T;
     }
-    this.finish(inv, undefined, false);
+    this.finish(inv, undefined, false, null, result);
     return result;
   }
 
@@ -197,7 +200,7 @@ export class Shipper {
       await this.settled();
       throw err;
     }
-    this.finish(inv, undefined, false);
+    this.finish(inv, undefined, false, null, value);
     await this.settled();
     return value;
   }
@@ -253,7 +256,12 @@ export class Shipper {
     try {
       const startMs = this.clock.timeMs();
       const info = args.length ? extract(args, this.env) : PLAIN;
-      const execId = options.executionId || info.executionId || this.newId();
+      let execId = options.executionId || info.executionId;
+      let attempt = 1;
+      if (!execId) execId = this.newId(); // none, or an empty one the protocol would refuse
+      else if (info.attempt !== null || (this.failed.size && (this.failed.has(execId) || this.failedOld.has(execId)))) {
+        attempt = this.attemptOf(execId, info.attempt); // redeliveries follow failures: no lookup before one
+      }
       let keep = this.minLevel;
       if (this.config.logSampleRate < 1) {
         const sample = (this.sample ??= Math.random);
@@ -261,12 +269,13 @@ export class Shipper {
       }
       const inv = new Invocation(execId, startMs, info, keep, this.config.debugBuffer, this.clock.timeMs, this.echo);
       if (options.name != null) inv.name = options.name;
+      inv.attempt = attempt;
       if (options.trigger != null) inv.trigger = options.trigger;
       if (this.invocationCount++ === 0 && !this.noCold) {
         inv.coldstart = true;
         inv.initNs = this.clock.processAgeNs();
       }
-      if (this.pendingMetrics.size) {
+      if (this.pendingMetrics.size || this.pendingMetrics.dropped) {
         inv.metrics = this.pendingMetrics;
         this.pendingMetrics = new MetricBuffer();
       }
@@ -289,8 +298,33 @@ export class Shipper {
     }
   }
 
-  /** End an invocation and send its record (once; later calls do nothing). */
-  finish(inv: Invocation, err: unknown, failed: boolean, timedOutMs: number | null = null): void {
+  /**
+   * The attempt number of an id seen failing in this process, or stated by the platform:
+   * one more than its last failed attempt, or the stated one if more (<= MAX_ATTEMPT).
+   */
+  private attemptOf(execId: string, stated: number | null): number {
+    const before = this.failed.get(execId) ?? this.failedOld.get(execId) ?? 0;
+    const attempt = stated !== null && stated > before + 1 ? stated : before + 1;
+    return Math.min(attempt, MAX_ATTEMPT);
+  }
+
+  /**
+   * Remember a failed attempt's id: platforms redeliver after a failure (AWS async
+   * retries, Pub/Sub, Azure retries). Two generations of 1,024 ids: O(1) eviction.
+   */
+  private noteFailed(inv: Invocation): void {
+    if (this.failed.size >= 1024 && !this.failed.has(inv.executionId)) {
+      this.failedOld = this.failed;
+      this.failed = new Map();
+    }
+    this.failed.set(inv.executionId, inv.attempt);
+  }
+
+  /**
+   * End an invocation and send its record (once; later calls do nothing). `result` is
+   * the handler's answer (its HTTP status decides the outcome of an HTTP function).
+   */
+  finish(inv: Invocation, err: unknown, failed: boolean, timedOutMs: number | null = null, result: unknown = undefined): void {
     const end = this.clock.perfNs();
     if (inv.done) return;
     inv.done = true;
@@ -300,14 +334,22 @@ export class Shipper {
     }
     this.running?.delete(inv);
     try {
-      this.sendRecord(inv, Math.round(end - inv.t0), failed ? err : undefined, failed, timedOutMs);
+      let duration = Math.round(end - inv.t0);
+      // The platform stops the handler at its timeout and bills all of it; the record
+      // leaves a margin earlier, so it states the full limit.
+      if (timedOutMs !== null && inv.limitMs) duration = Math.max(duration, inv.limitMs * 1_000_000);
+      this.sendRecord(inv, duration, failed ? err : undefined, failed, timedOutMs, result);
     } catch {
       this.stats.internal_errors++;
     }
   }
 
-  private sendRecord(inv: Invocation, duration: number, err: unknown, failed: boolean, timedOutMs: number | null): void {
-    const isFailure = failed || timedOutMs !== null;
+  private sendRecord(inv: Invocation, duration: number, err: unknown, failed: boolean, timedOutMs: number | null, result: unknown): void {
+    let isFailure = failed || timedOutMs !== null;
+    // Only an HTTP function's answer is one: a job may return an upstream's response.
+    const status = inv.trigger === "http" ? httpStatus(result) : null;
+    const threshold = this.config.httpFailureStatus;
+    if (status !== null && threshold && status >= threshold) isFailure = true; // platforms count a 5xx as an error
     const ev: Event = {
       t: "inv",
       "faas.execution": inv.executionId,
@@ -316,11 +358,14 @@ export class Shipper {
       "event.outcome": isFailure ? "failure" : "success",
       "faas.coldstart": inv.coldstart,
     };
+    if (inv.attempt > 1) ev["faas.attempt"] = inv.attempt;
+    if (isFailure || inv.attempt > 1) this.noteFailed(inv); // a later delivery of this id is the next attempt
     const [diff, est, memory] = this.plan(inv.info);
     if (diff) Object.assign(ev, diff);
     if (inv.name !== null && this.resource["faas.name"] !== inv.name) ev["faas.name"] = inv.name;
     if (inv.initNs !== null) ev["faas.coldstart_duration"] = inv.initNs;
     if (inv.trigger !== null) ev["faas.trigger.type"] = inv.trigger;
+    if (status !== null) ev["http.response.status_code"] = status;
     const rss = this.peakRss(duration);
     if (rss) ev["faas.mem_usage"] = rss;
     if (est !== null) {
@@ -355,7 +400,10 @@ export class Shipper {
     const metrics = inv.metrics;
     if (metrics !== null) {
       if (metrics.items.length) ev.metrics = metrics.items;
-      this.stats.dropped_metrics += metrics.dropped;
+      if (metrics.dropped) {
+        ev["faas.metrics_dropped"] = metrics.dropped;
+        this.stats.dropped_metrics += metrics.dropped;
+      }
     }
     const lines = inv.linesToShip(isFailure);
     const events: Event[] = [ev];
@@ -378,6 +426,7 @@ export class Shipper {
         "@timestamp": inv.startMs,
         "faas.coldstart": inv.coldstart,
       };
+      if (inv.attempt > 1) ev["faas.attempt"] = inv.attempt;
       const diff = this.plan(inv.info)[0];
       if (diff) Object.assign(ev, diff);
       if (inv.name !== null && this.resource["faas.name"] !== inv.name) ev["faas.name"] = inv.name;
@@ -400,9 +449,11 @@ export class Shipper {
    * its lines so that they are found under the same function as its record.
    */
   private ident(inv: Invocation): Record<string, unknown> | null {
-    const ident = this.plan(inv.info)[3];
-    if (inv.name === null || this.resource["faas.name"] === inv.name) return ident;
-    return ident ? { ...ident, "faas.name": inv.name } : { "faas.name": inv.name };
+    let ident = this.plan(inv.info)[3];
+    if (inv.name !== null && this.resource["faas.name"] !== inv.name) ident = { ...ident, "faas.name": inv.name };
+    // The lines of each attempt keep document ids of their own.
+    if (inv.attempt > 1) ident = { ...ident, "faas.attempt": inv.attempt };
+    return ident;
   }
 
   // ------------------------------------------------------------ periodic flush
@@ -547,9 +598,21 @@ export class Shipper {
 
   /** A custom metric update: with the current invocation, or the next one. */
   addMetric(kind: MetricKind, name: string, value: number, labels: Record<string, string> | null, unit: string | null): void {
+    this.metricBuffer().add(kind, name, value, labels, unit);
+  }
+
+  /**
+   * Count metric updates refused before buffering (bad value, label, label set): sent
+   * with the current (or next) record as `faas.metrics_dropped`.
+   */
+  dropMetric(n = 1): void {
+    this.metricBuffer().dropped += n;
+  }
+
+  private metricBuffer(): MetricBuffer {
     const inv = currentInvocation();
-    if (inv !== undefined && !inv.done) inv.addMetric(kind, name, value, labels, unit);
-    else this.pendingMetrics.add(kind, name, value, labels, unit);
+    if (inv !== undefined && !inv.done) return (inv.metrics ??= new MetricBuffer());
+    return this.pendingMetrics;
   }
 
   /** `FAASLENS_ECHO`: the line as JSON on stdout too (e.g. for CloudWatch). */
@@ -572,6 +635,7 @@ export class Shipper {
   private armWatchdog(inv: Invocation, remainingMs: () => number): void {
     const left = remainingMs();
     if (!Number.isInteger(left) || left <= 0) return;
+    inv.limitMs = Math.ceil(left / 1000) * 1000; // Lambda's timeouts are whole seconds
     const margin = this.config.timeoutMarginMs;
     const timer = setTimeout(() => this.finish(inv, undefined, false, margin), Math.max(left - margin, 0));
     timer.unref();

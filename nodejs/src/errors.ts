@@ -3,7 +3,7 @@
  * (docs/protocol.md, "Error fingerprint"), computed the same way as the Python shipper's.
  */
 import { createHash } from "node:crypto";
-import { MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, truncate } from "./wire";
+import { MAX_ERROR_MESSAGE, MAX_ERROR_TYPE, MAX_STACK, shrinkStack, truncate } from "./wire";
 
 export const FINGERPRINT_FRAMES = 5;
 // Frames of the shipper's own files (the wrapper that called the handler) end the
@@ -13,10 +13,27 @@ const OWN_DIR = __dirname;
 /** A stack frame as the fingerprint sees it: [file basename, function name]. */
 export type Frame = [string, string];
 
+const LONE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * UTF-8 of `text`, a lone surrogate written as its own three bytes (Python's
+ * "surrogatepass"), so that a name holding one fingerprints as in the Python shipper.
+ */
+function utf8Pass(text: string): Buffer {
+  if (!LONE.test(text)) return Buffer.from(text, "utf8");
+  const parts: Buffer[] = [];
+  for (const ch of text) {
+    const c = ch.charCodeAt(0);
+    if (ch.length === 1 && c >= 0xd800 && c <= 0xdfff) parts.push(Buffer.from([0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f)]));
+    else parts.push(Buffer.from(ch, "utf8"));
+  }
+  return Buffer.concat(parts);
+}
+
 /** The fingerprint: first 16 hex digits of SHA-256 over `type|file:function|...` (UTF-8). */
 export function fingerprintOf(errorType: string, frames: Frame[]): string {
   const parts = [errorType, ...frames.slice(-FINGERPRINT_FRAMES).map(([file, fn]) => `${file}:${fn}`)];
-  return createHash("sha256").update(parts.join("|"), "utf8").digest("hex").slice(0, 16);
+  return createHash("sha256").update(utf8Pass(parts.join("|"))).digest("hex").slice(0, 16);
 }
 
 /** The class name of a thrown value: the constructor's name for objects, else the JS type. */
@@ -108,7 +125,7 @@ export function errorFields(err: unknown): Record<string, string> {
   return {
     "error.type": truncate(type, MAX_ERROR_TYPE),
     "error.message": truncate(message, MAX_ERROR_MESSAGE),
-    "error.stack_trace": truncate(stack, MAX_STACK),
+    "error.stack_trace": shrinkStack(stack, MAX_STACK),
     "error.grouping_key": key,
   };
 }

@@ -34,16 +34,18 @@ abstract class Metric {
     try {
       const v = typeof value === "number" ? value : Number(value);
       if (!Number.isFinite(v) || (this.kind === "counter" && v < 0)) {
-        shipper.stats.dropped_metrics++;
+        shipper.dropMetric();
         return;
       }
       const [clean, dropped] = cleanMetricLabels(labels);
-      shipper.stats.dropped_metrics += dropped;
+      if (dropped) shipper.dropMetric(dropped);
       if (clean !== null) {
+        const redact = shipper.redact;
+        for (const label of Object.keys(clean)) if (redact.sensitive(label)) clean[label] = redact.replacement;
         const key = JSON.stringify(clean);
         if (!this.labelSets.has(key)) {
           if (this.labelSets.size >= MAX_LABEL_SETS) {
-            shipper.stats.dropped_metrics++;
+            shipper.dropMetric();
             return;
           }
           this.labelSets.add(key);
@@ -51,7 +53,7 @@ abstract class Metric {
       }
       shipper.addMetric(this.kind, this.name, v, clean, this.unit);
     } catch {
-      shipper.stats.dropped_metrics++;
+      shipper.dropMetric();
     }
   }
 }
@@ -75,7 +77,10 @@ export class Gauge extends Metric {
   }
 }
 
-/** A distribution: each observation is sent (up to 64 metric objects per record). */
+/**
+ * A distribution: observations are counted per bucket within the invocation, so any
+ * number of them costs at most one metric object per bucket used.
+ */
 export class Histogram extends Metric {
   readonly kind = "histogram";
 

@@ -45,7 +45,7 @@ export function lambda<E, C, R>(
       const inv = shipper.start([event, context], opts);
       const done: LambdaCallback<R> = (error, result) => {
         const failed = error !== undefined && error !== null;
-        shipper.finish(inv, failed ? error : undefined, failed);
+        shipper.finish(inv, failed ? error : undefined, failed, null, result);
         const wait = shipper.settled();
         void wait.then(() => callback(error, result));
       };
@@ -93,9 +93,11 @@ export function gcpHttp<Q, S extends ResponseLike>(handler: (req: Q, res: S) => 
     const shipper = options.shipper ?? getShipper();
     if (shipper.disabled) return handler.call(this, req, res);
     const inv = shipper.start([req, res], opts);
-    const end = (err: unknown, failed: boolean): void => shipper.finish(inv, err, failed);
+    const end = (err: unknown, failed: boolean, answer?: S): void => shipper.finish(inv, err, failed, null, answer);
     try {
-      res.once("finish", () => end(undefined, false));
+      // A finished response is the answer: its statusCode is the status sent. A connection
+      // closed before that (the client went away) answered nothing.
+      res.once("finish", () => end(undefined, false, res));
       res.once("close", () => end(undefined, false));
     } catch {
       shipper.stats.internal_errors++;

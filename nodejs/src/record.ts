@@ -29,6 +29,19 @@ export interface MetricObject {
   value: number;
   labels?: Record<string, string>;
   unit?: string;
+  /** Histogram bucket entries past one observation: how many, and their total. */
+  count?: number;
+  sum?: number;
+}
+
+/** The worker's histogram bucket bounds (faaslens.protocol.HISTOGRAM_BUCKETS), then +Inf. */
+export const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0] as const;
+
+/** Index of the first bucket bound >= value (HISTOGRAM_BUCKETS.length: +Inf). */
+function bucketOf(value: number): number {
+  let i = 0;
+  while (i < HISTOGRAM_BUCKETS.length && HISTOGRAM_BUCKETS[i]! < value) i++;
+  return i;
 }
 
 const storage = new AsyncLocalStorage<Invocation>();
@@ -70,9 +83,15 @@ export function cleanMetricLabels(labels: Record<string, unknown> | undefined): 
 }
 
 /**
- * Custom metric objects carried with one record (at most 64). Counters with the same
- * name and labels are summed, gauges keep their last value; each histogram
- * observation is one object, as the protocol says.
+ * Custom metric objects carried with one record, aggregated per series so that the
+ * number of updates does not matter: counters summed, gauges their last value,
+ * histograms as counts per bucket (the worker's buckets, HISTOGRAM_BUCKETS): one
+ * object per bucket used, whose `value` is its largest observation and, past one
+ * observation, `count` and `sum` say how many and their total. The same encoding as
+ * the Python shipper's MetricBuffer (shipper/record.py).
+ *
+ * At most 64 objects per record; updates that would need more are dropped and counted
+ * in `dropped` (sent as `faas.metrics_dropped`).
  */
 export class MetricBuffer {
   readonly items: MetricObject[] = [];
@@ -84,14 +103,19 @@ export class MetricBuffer {
   }
 
   add(kind: MetricKind, name: string, value: number, labels: Record<string, string> | null, unit: string | null): void {
-    let key = "";
-    if (kind !== "histogram") {
-      key = labels ? `${kind}\u0000${name}\u0000${JSON.stringify(labels)}` : `${kind}\u0000${name}`;
-      const entry = this.keyed.get(key);
-      if (entry !== undefined) {
-        entry.value = kind === "counter" ? entry.value + value : value;
-        return;
+    let key = labels ? `${kind}\u0000${name}\u0000${JSON.stringify(labels)}` : `${kind}\u0000${name}`;
+    if (kind === "histogram") key += `\u0000${bucketOf(value)}`;
+    const found = this.keyed.get(key);
+    if (found !== undefined) {
+      if (kind === "counter") found.value += value;
+      else if (kind === "gauge") found.value = value;
+      else {
+        // The first observation is the entry's value until a second one comes.
+        found.sum = (found.sum ?? found.value) + value;
+        found.count = (found.count ?? 1) + 1;
+        found.value = Math.max(found.value, value); // still inside the bucket
       }
+      return;
     }
     if (this.items.length >= MAX_METRICS) {
       this.dropped++;
@@ -101,7 +125,7 @@ export class MetricBuffer {
     if (labels) entry.labels = labels;
     if (unit) entry.unit = unit;
     this.items.push(entry);
-    if (kind !== "histogram") this.keyed.set(key, entry);
+    this.keyed.set(key, entry);
   }
 }
 
@@ -138,6 +162,10 @@ export class Invocation {
   trigger: Trigger | null;
   name: string | null = null;
   coldstart = false;
+  /** > 1: the platform delivered this id before (docs/protocol.md, "Attempts"). */
+  attempt = 1;
+  /** The platform's time limit in ms, when it states one (AWS); 0: unknown. */
+  limitMs = 0;
   initNs: number | null = null;
   /** Lines to ship, not sent yet (the periodic flush takes them out as it sends them). */
   readonly lines: Line[] = [];
@@ -213,10 +241,5 @@ export class Invocation {
     if (!(k in labels) && Object.keys(labels).length >= MAX_INV_LABELS) return;
     const text = typeof value === "string" ? value : String(value);
     labels[k] = text.length > MAX_INV_LABEL_VALUE ? truncate(text, MAX_INV_LABEL_VALUE) : text;
-  }
-
-  /** Carry one custom metric update with the record. */
-  addMetric(kind: MetricKind, name: string, value: number, labels: Record<string, string> | null, unit: string | null): void {
-    (this.metrics ??= new MetricBuffer()).add(kind, name, value, labels, unit);
   }
 }

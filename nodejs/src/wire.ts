@@ -27,6 +27,7 @@ export const MAX_METRICS = 64;
 export const MAX_METRIC_LABELS = 5;
 export const MAX_METRIC_LABEL_VALUE = 64;
 export const MAX_EVENTS = 1000;
+export const MAX_ATTEMPT = 1000;
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type Event = Record<string, unknown>;
@@ -127,19 +128,91 @@ function plain(value: unknown, depth: number, seen: Set<object>): unknown {
   }
 }
 
-/** JSON text of user data that never throws (cycles, BigInt, hostile getters/toJSON). */
+// A lone surrogate as JSON.stringify writes it (`\udXXX`, lower case), unless its
+// backslash is itself escaped (user text holding a literal backslash-u).
+const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+
+/**
+ * JSON text with each lone surrogate escape replaced by U+FFFD. JavaScript strings may
+ * hold lone surrogates (a half emoji, a cut string); JSON.stringify writes them as
+ * `\ud800` escapes, which are not UTF-8 text and which the worker refuses (RFC 8259
+ * section 8.2), so the whole frame would be lost. Paired surrogates are written as the
+ * character itself, so an escape in the output is always a lone one.
+ */
+export function wellFormed(json: string): string {
+  return json.includes("\\ud") ? json.replace(LONE_SURROGATE, "$1\ufffd") : json;
+}
+
+/**
+ * JSON text of user data that never throws (cycles, BigInt, hostile getters/toJSON),
+ * always valid UTF-8: lone surrogates in values and keys become U+FFFD.
+ */
 export function dumps(value: unknown): string {
   try {
     const text = JSON.stringify(value);
-    if (text !== undefined) return text;
+    if (text !== undefined) return wellFormed(text);
   } catch {
     // a cycle, a BigInt, a getter or toJSON that throws: the slow, safe path below
   }
   try {
-    return JSON.stringify(plain(value, 0, new Set())) ?? "null";
+    return wellFormed(JSON.stringify(plain(value, 0, new Set())) ?? "null");
   } catch {
     return '"<unprintable>"';
   }
+}
+
+export const STACK_MARKER_HEAD = "    …[";
+const STACK_MARKER_TAIL = " frames omitted]\n";
+const FRAME_LINE = /^\s+at /;
+
+/** UTF-8 bytes of `text` (a lone surrogate counts the 3 bytes of its U+FFFD). */
+function utf8Size(text: string): number {
+  return Buffer.byteLength(text);
+}
+
+/**
+ * A V8 stack trace (`Type: message` then `    at ...` lines, innermost first) within
+ * `limit` code points, or UTF-8 bytes when `inBytes`, keeping what explains the error:
+ * the first line, i.e. the exception line (itself cut when it alone would take more
+ * than half), and the innermost frames; outer frames are dropped with one
+ * `    …[N frames omitted]` line (docs/protocol.md, "Limits and truncation"). Text that
+ * is not a stack trace is cut at its end.
+ */
+export function shrinkStack(text: string, limit: number, inBytes = false): string {
+  const size = inBytes ? utf8Size : codePoints;
+  const cut = inBytes ? truncateBytes : truncate;
+  if (size(text) <= limit) return text;
+  const lines = text.split(/(?<=\n)/);
+  const first = lines.findIndex((line) => FRAME_LINE.test(line));
+  if (first <= 0) return cut(text, limit);
+  let head = lines.slice(0, first).join("");
+  if (!head.endsWith("\n")) head += "\n";
+  head = cut(head, Math.max(Math.floor(limit / 2), MARKER_BYTES));
+  if (!head.endsWith("\n")) head += "\n";
+  // A trace cut before (by errorFields, then to fit a frame) keeps one marker.
+  let omitted = 0;
+  const frames: string[] = [];
+  for (const line of lines.slice(first)) {
+    if (line.startsWith(STACK_MARKER_HEAD) && line.endsWith(STACK_MARKER_TAIL)) {
+      omitted += Number.parseInt(line.slice(STACK_MARKER_HEAD.length), 10) || 0;
+    } else {
+      frames.push(line);
+    }
+  }
+  let room = limit - size(head) - (STACK_MARKER_HEAD.length + STACK_MARKER_TAIL.length + 8);
+  if (room < 0) return cut(head, limit);
+  const kept: string[] = [];
+  for (const frame of frames) {
+    const n = size(frame);
+    if (n > room) break;
+    kept.push(frame);
+    room -= n;
+  }
+  omitted += frames.length - kept.length;
+  if (!omitted) return head + kept.join("");
+  const last = kept.length ? kept[kept.length - 1]! : "\n";
+  const gap = last.endsWith("\n") ? "" : "\n";
+  return `${head}${kept.join("")}${gap}${STACK_MARKER_HEAD}${omitted}${STACK_MARKER_TAIL}`;
 }
 
 /**
@@ -248,6 +321,30 @@ export class Packer {
   }
 }
 
+/**
+ * Labels `excess` bytes smaller: their longest string value cut on a UTF-8 boundary;
+ * when the bulk is not one string, a marker in place of them all.
+ */
+function shrinkLabels(labels: unknown, excess: number): Record<string, unknown> {
+  if (labels !== null && typeof labels === "object" && !Array.isArray(labels)) {
+    const own = labels as Record<string, unknown>;
+    let longest: string | null = null;
+    let longestBytes = -1;
+    for (const [k, v] of Object.entries(own)) {
+      if (typeof v !== "string") continue;
+      const b = Buffer.byteLength(v);
+      if (b > longestBytes) {
+        longest = k;
+        longestBytes = b;
+      }
+    }
+    if (longest !== null && longestBytes - MARKER_BYTES > excess) {
+      return { ...own, [longest]: truncateBytes(own[longest] as string, longestBytes - excess - 16) };
+    }
+  }
+  return { _dropped: "labels too large for one frame" };
+}
+
 /** Cut the longest strings of one event until its JSON fits `budget` UTF-8 bytes. */
 export function shrink(event: Event, budget: number): string {
   const ev: Event = { ...event };
@@ -267,11 +364,13 @@ export function shrink(event: Event, budget: number): string {
       }
     }
     if ("labels" in ev && (longest === null || Buffer.byteLength(dumps(ev.labels)) > longestBytes)) {
-      ev.labels = { _dropped: "labels too large for one frame" };
-    } else if (longest !== null) {
+      ev.labels = shrinkLabels(ev.labels, bytes - budget);
+    } else if (longest !== null && longestBytes > MARKER_BYTES) {
       const text = ev[longest] as string;
-      // JSON escaping may make the text longer on the wire than in UTF-8: cut some slack.
-      ev[longest] = truncateBytes(text, Math.max(MARKER_BYTES, longestBytes - (bytes - budget) - 16));
+      // JSON escaping may make the text longer on the wire than in UTF-8: cut some slack;
+      // the loop takes another pass if needed.
+      const target = Math.max(MARKER_BYTES, longestBytes - (bytes - budget) - 16);
+      ev[longest] = longest === "error.stack_trace" ? shrinkStack(text, target, true) : truncateBytes(text, target);
     } else {
       break;
     }

@@ -7,10 +7,13 @@ import { createHmac } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { EventEmitter } from "node:events";
 import { runInThisContext } from "node:vm";
+import { HttpResponse } from "@azure/functions";
 import { Shipper, loadConfig, fingerprintOf } from "../src/index";
 import type { Clock } from "../src/core";
 import { Logger } from "../src/logger";
+import { gcpHttp } from "../src/providers";
 import { Counter, Gauge, Histogram } from "../src/metrics";
 import { currentInvocation } from "../src/record";
 import { Capture } from "./kit";
@@ -39,11 +42,31 @@ interface Raise {
   frames: [string, string][];
 }
 
-/** A string given as data: plain, {repeat, times} or {concat: [...]}. */
+/**
+ * A string given as data: plain, {repeat, times}, {concat: [...]} or {code_unit: n}:
+ * one UTF-16 code unit, e.g. a lone surrogate, which JSON files cannot hold.
+ */
 function textOf(spec: any): string {
   if (typeof spec === "string") return spec;
+  if ("code_unit" in spec) return String.fromCharCode(spec.code_unit);
   if ("repeat" in spec) return String(spec.repeat).repeat(spec.times);
   return (spec.concat as unknown[]).map(textOf).join("");
+}
+
+/** A key given as data: `\\u{dce9}` in it stands for that UTF-16 code unit. */
+function keyText(key: string): string {
+  return key.replace(/\\u\{([0-9a-fA-F]{4})\}/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+}
+
+/** Fields or labels given as data: `{"$text": spec}` is textOf the spec, keys go through keyText. */
+function dataOf(value: any): any {
+  if (Array.isArray(value)) return value.map(dataOf);
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value);
+    if (keys.length === 1 && keys[0] === "$text") return textOf(value.$text);
+    return Object.fromEntries(keys.map((k) => [keyText(k), dataOf(value[k])]));
+  }
+  return value;
 }
 
 function substitute(value: any, name: string, i: number): any {
@@ -81,6 +104,7 @@ function handlerArgs(step: Step): unknown[] {
         invocationId: c.invocation_id,
         functionName: c.function_name,
         traceContext: { traceParent: c.traceparent },
+        ...(c.retry_count == null ? {} : { retryContext: { retryCount: c.retry_count, maxRetryCount: 5 } }),
         options: { trigger: { type: AZURE_TRIGGER[c.trigger] ?? "unknownTrigger" } },
       };
       return [request, context];
@@ -89,7 +113,7 @@ function handlerArgs(step: Step): unknown[] {
       return [{ specversion: "1.0", ...step.event }];
     case "gcp_http": {
       const headers = Object.fromEntries(Object.entries(step.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-      return [{ headers, method: "GET" }, { setHeader() {}, once() {} }];
+      return [{ headers, method: "GET" }, new FakeResponse()];
     }
     case "plain":
       return [];
@@ -119,6 +143,34 @@ function failingHandler(spec: Raise, body: () => void): (...args: unknown[]) => 
     fns[fn] = runInThisContext(source, { filename: `/var/task/${file}` })(fns, body, ErrorClass, message);
   });
   return fns[names[0]!]!;
+}
+
+/** An express response as functions-framework hands it, as far as the shipper reads it. */
+class FakeResponse extends EventEmitter {
+  statusCode = 200;
+  setHeader(): void {}
+  /** Send the response: the platform's invocation is over. */
+  end(): void {
+    this.emit("finish");
+  }
+}
+
+/**
+ * The handler's answer `{status: n}` in the step's platform's shape; on gcp_http it is set on
+ * the response, whose status is 200 unless set (the Python runner answers 200 there too).
+ */
+function answer(step: Step, args: unknown[]): unknown {
+  const status = step.answer?.status as number | undefined;
+  if (step.platform === "gcp_http") {
+    const res = args[1] as FakeResponse;
+    if (status !== undefined) res.statusCode = status;
+    res.end();
+    return undefined;
+  }
+  if (status === undefined) return undefined;
+  if (step.platform === "aws") return { statusCode: status, body: "" };
+  if (step.platform === "azure") return new HttpResponse({ status });
+  throw new Error(`no HTTP answer on platform ${String(step.platform)}`);
 }
 
 const METRICS = { counter: Counter, gauge: Gauge, histogram: Histogram } as const;
@@ -166,20 +218,21 @@ class Run {
         for (let i = 0; i < step.times; i++) this.steps(substitute(step.steps, step.var, i));
         return;
       case "log":
-        new Logger(step.logger ?? null, null, this.shipper).log(step.level, textOf(step.message), step.fields ?? undefined);
+        new Logger(step.logger == null ? null : textOf(step.logger), null, this.shipper).log(step.level, textOf(step.message), step.fields ? dataOf(step.fields) : undefined);
         return;
       case "metric": {
         const metric = new METRICS[step.kind as keyof typeof METRICS](step.name, step.unit ?? null, this.shipper);
         const value = step.value ?? 1;
-        if (metric instanceof Counter) metric.inc(value, step.labels);
-        else if (metric instanceof Gauge) metric.set(value, step.labels);
-        else metric.observe(value, step.labels);
+        const labels = step.labels ? dataOf(step.labels) : undefined;
+        if (metric instanceof Counter) metric.inc(value, labels);
+        else if (metric instanceof Gauge) metric.set(value, labels);
+        else metric.observe(value, labels);
         return;
       }
       case "label": {
         const inv = currentInvocation();
         assert.ok(inv, "a label step belongs inside an invocation");
-        inv.setLabel(step.key, textOf(step.value));
+        inv.setLabel(keyText(step.key), textOf(step.value));
         return;
       }
       case "invoke":
@@ -195,14 +248,22 @@ class Run {
 
   invoke(step: Step): void {
     const args = handlerArgs(step);
-    const body = (): void => this.steps(step.steps ?? []);
     const raising = step.raise as Raise | undefined;
+    const body = (): unknown => {
+      this.steps(step.steps ?? []);
+      return raising ? undefined : answer(step, args);
+    };
     const handler = raising ? failingHandler(raising, body) : body;
-    const wrapped = this.shipper.instrument(handler, {
-      name: step.name ?? null,
-      trigger: step.trigger ?? null,
-      executionId: step.execution_id ?? null,
-    });
+    // An HTTP function on functions-framework goes through its wrapper: the invocation
+    // ends when the response is sent, with the response's status.
+    const wrapped: (...a: unknown[]) => unknown =
+      step.platform === "gcp_http"
+        ? (gcpHttp(handler, { name: step.name ?? undefined, trigger: step.trigger ?? undefined, shipper: this.shipper }) as (...a: unknown[]) => unknown)
+        : this.shipper.instrument(handler, {
+            name: step.name ?? null,
+            trigger: step.trigger ?? null,
+            executionId: step.execution_id ?? null,
+          });
     try {
       wrapped(...args);
     } catch (err) {

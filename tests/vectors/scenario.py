@@ -15,6 +15,7 @@ import builtins
 import hashlib
 import hmac
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,36 @@ class ScenarioClock(Clock):
 
 
 def text_of(spec: Any) -> str:
-    """A string given as data: plain, ``{"repeat": s, "times": n}`` or ``{"concat": [...]}``."""
+    """A string given as data: plain, ``{"repeat": s, "times": n}``, ``{"concat": [...]}``
+    or ``{"code_unit": n}``: one UTF-16 code unit, e.g. a lone surrogate (55296, U+D800),
+    which a runtime's strings may hold but JSON files cannot."""
     if isinstance(spec, str):
         return spec
+    if "code_unit" in spec:
+        return chr(int(spec["code_unit"]))
     if "repeat" in spec:
         return str(spec["repeat"]) * int(spec["times"])
     return "".join(text_of(part) for part in spec["concat"])
+
+
+_CODE_UNIT = re.compile(r"\\u\{([0-9a-fA-F]{4})\}")
+
+
+def key_text(key: str) -> str:
+    """A key given as data: ``\\u{dce9}`` in it stands for that UTF-16 code unit."""
+    return _CODE_UNIT.sub(lambda m: chr(int(m.group(1), 16)), key)
+
+
+def data_of(value: Any) -> Any:
+    """Fields or labels given as data: ``{"$text": spec}`` is :func:`text_of` the spec,
+    keys go through :func:`key_text`, the rest is as written."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "$text" in value:
+            return text_of(value["$text"])
+        return {key_text(k): data_of(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [data_of(v) for v in value]
+    return value
 
 
 def _substitute(value: Any, var: str, i: int) -> Any:
@@ -100,11 +125,47 @@ class _AzureTrace:
         self.trace_parent = traceparent
 
 
+class _AzureRetry:
+    def __init__(self, retry_count: int) -> None:
+        self.retry_count = retry_count
+
+
 class _AzureContext:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.invocation_id = spec["invocation_id"]
         self.function_name = spec.get("function_name")
         self.trace_context = _AzureTrace(spec.get("traceparent"))
+        if spec.get("retry_count") is not None:
+            self.retry_context = _AzureRetry(spec["retry_count"])
+
+
+class _AzureHttpResponse:
+    """What an Azure HTTP function returns (``func.HttpResponse``), as far as read."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def answer_of(step: dict[str, Any]) -> object:
+    """The handler's answer, ``{"status": n}`` in the step's platform's shape (or None).
+
+    An HTTP function on functions-framework always answers with a status (NodeJS: the
+    express response's ``statusCode``, 200 unless set): there it defaults to 200.
+    """
+    answer = step.get("answer")
+    platform = step["platform"]
+    if answer is None and platform == "gcp_http":
+        answer = {"status": 200}
+    if answer is None:
+        return None
+    status = int(answer["status"])
+    if platform == "aws":
+        return {"statusCode": status, "body": ""}
+    if platform == "azure":
+        return _AzureHttpResponse(status)
+    if platform == "gcp_http":
+        return ("", status)
+    raise ValueError(f"no HTTP answer on platform {platform!r}")
 
 
 # azure.functions binding classes by the protocol's trigger type (the shipper reads the name).
@@ -228,21 +289,22 @@ class _Run:
             self.steps(_substitute(step["steps"], step["var"], i))
 
     def op_log(self, step: dict[str, Any]) -> None:
-        logger = Logger(step.get("logger"), shipper=self.shipper)
-        logger.log(step["level"], text_of(step["message"]), **(step.get("fields") or {}))
+        name = step.get("logger")
+        logger = Logger(None if name is None else text_of(name), shipper=self.shipper)
+        logger.log(step["level"], text_of(step["message"]), **data_of(step.get("fields") or {}))
 
     def op_metric(self, step: dict[str, Any]) -> None:
         kind = step["kind"]
         metric = _METRICS[kind](step["name"], unit=step.get("unit"), shipper=self.shipper)
         update = getattr(metric, {"counter": "inc", "gauge": "set", "histogram": "observe"}[kind])
-        update(step.get("value", 1), **(step.get("labels") or {}))
+        update(step.get("value", 1), **data_of(step.get("labels") or {}))
 
     def op_label(self, step: dict[str, Any]) -> None:
         from faaslens.shipper.record import current_invocation
 
         inv = current_invocation()
         assert inv is not None, "a label step belongs inside an invocation"
-        inv.set_label(step["key"], text_of(step["value"]))
+        inv.set_label(key_text(step["key"]), text_of(step["value"]))
 
     def op_invoke(self, step: dict[str, Any]) -> None:
         args = handler_args(step)
@@ -252,10 +314,13 @@ class _Run:
             self.steps(inner)
 
         raising = step.get("raise")
+        assert raising is None or "answer" not in step, "a handler that raises gives no answer"
+        answer = answer_of(step) if raising is None else None
         if raising is None:
 
-            def handler(*_: Any, **__: Any) -> None:
+            def handler(*_: Any, **__: Any) -> object:
                 body()
+                return answer
 
         else:
             handler = failing_handler(raising, body)
@@ -263,6 +328,7 @@ class _Run:
         if step.get("execution_id") is not None:
             # The scope's own frame would enter a traceback: no raise with a given id.
             assert raising is None, "execution_id and raise cannot be combined"
+            assert answer is None, "execution_id and answer cannot be combined"
             with self.shipper.invocation(
                 *args, name=name, trigger=trigger, execution_id=step["execution_id"]
             ):

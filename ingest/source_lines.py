@@ -43,7 +43,7 @@ from faaslens.ingest.lines_parse import (
     parse_line,
 )
 from faaslens.ingest.selfmetrics import RejectionLog
-from faaslens.ingest.tcp_lines import CLOSE_REASONS, LineConnections, LineLimits
+from faaslens.ingest.tcp_lines import CLOSE_REASONS, LineConnections, LineLimits, LineServer
 
 __all__ = ["LINE_REASONS", "LinesSource", "start_lines"]
 
@@ -66,7 +66,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         log.warning("lines udp receive failed", error=repr(exc))
 
 
-class LinesSource:
+class LinesSource(LineServer):
     """TCP server and UDP endpoint on ``host:port`` feeding :class:`LineMetrics`."""
 
     def __init__(
@@ -127,16 +127,6 @@ class LinesSource:
         self._server: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self.address: tuple[str, int] | None = None
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of unfinished TCP lines held, all connections."""
-        return self._pool.buffered
-
-    @property
-    def connections(self) -> int:
-        """Open TCP connections."""
-        return self._pool.connections
 
     def lines(self, lines: list[bytes], peer: str) -> None:
         """Complete TCP lines (the parser refuses those over ``LINE_MAX_BYTES``)."""
@@ -220,12 +210,7 @@ class LinesSource:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._server is not None:
-            self._server.close()
-        await self._pool.stop()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        await super().stop()
 
 
 async def start_lines(

@@ -29,7 +29,7 @@ import orjson
 import structlog
 
 from faaslens.ingest.selfmetrics import RejectionLog, SelfMetrics
-from faaslens.ingest.tcp_lines import LineConnections, LineLimits
+from faaslens.ingest.tcp_lines import LineConnections, LineLimits, LineServer
 
 __all__ = ["TcpSource", "is_whole_frame"]
 
@@ -49,7 +49,7 @@ def is_whole_frame(tail: bytes) -> bool:
     return True
 
 
-class TcpSource:
+class TcpSource(LineServer):
     """An asyncio server feeding newline-separated frames to the pipeline."""
 
     def __init__(
@@ -95,16 +95,6 @@ class TcpSource:
         """Read again on every connection."""
         self._pool.resume()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes of unfinished lines held, all connections."""
-        return self._pool.buffered
-
-    @property
-    def connections(self) -> int:
-        """Open connections."""
-        return self._pool.connections
-
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
@@ -144,12 +134,3 @@ class TcpSource:
             self.lines([tail], peer)
         else:
             self._reject("truncated", peer=peer, sample=tail[:256], transport="tcp")
-
-    async def stop(self) -> None:
-        """Stop accepting, then close every connection (their pending tails are queued)."""
-        if self._server is not None:
-            self._server.close()
-        await self._pool.stop()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None

@@ -34,7 +34,7 @@ from prometheus_client import Counter, Gauge
 
 from faaslens.ingest.selfmetrics import RejectionLog
 
-__all__ = ["CLOSE_REASONS", "LineConnections", "LineHandler", "LineLimits"]
+__all__ = ["CLOSE_REASONS", "LineConnections", "LineHandler", "LineLimits", "LineServer"]
 
 # Why a connection was closed by the worker: the bounded values of the reason label.
 CLOSE_REASONS: Final = ("connection_cap", "buffer_cap", "idle_timeout")
@@ -270,3 +270,32 @@ class LineConnections:
             await asyncio.sleep(0)
         for conn in list(self._conns):  # a transport that did not report back in time
             conn._flush_tail()
+
+
+class LineServer:
+    """What the frame source and the line listener share: a TCP server
+    (``_server``, set by the subclass's ``start``) whose connections
+    ``_pool`` keeps."""
+
+    _pool: LineConnections
+    _server: asyncio.Server | None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of unfinished TCP lines held, all connections."""
+        return self._pool.buffered
+
+    @property
+    def connections(self) -> int:
+        """Open TCP connections."""
+        return self._pool.connections
+
+    async def stop(self) -> None:
+        """Stop accepting, then close every connection (their unfinished lines
+        go to :meth:`LineHandler.tail` first)."""
+        if self._server is not None:
+            self._server.close()
+        await self._pool.stop()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from elastic_transport import ConnectionError as EsConnectionError
@@ -57,74 +58,76 @@ class Refused(Exception):
         self.error_type = error_type
 
 
-async def send_isolating(
-    client: AsyncElasticsearch,
-    docs: Sequence[Doc],
-    prefix: str,
-    duration: Histogram,
-    endpoint: str = "",
-) -> BulkOutcome:
-    """:func:`send_once`, and when the whole request is refused, the batch split in
-    halves, recursively, until the refused documents stand alone: only they are dead
-    (a request of n documents with one at fault costs about 2 log2(n) more requests).
+@dataclass(frozen=True, slots=True)
+class BulkSender:
+    """Bulk requests of one sink: to ``client``, into the indices of ``prefix``,
+    each request's seconds observed in ``duration``; ``endpoint``: the nodes as
+    shown in messages."""
 
-    Raises:
-        Retryable: a request failed as a whole and may pass later.
-    """
-    try:
-        return await send_once(client, docs, prefix, duration, endpoint)
-    except Refused as exc:
-        if len(docs) == 1:
-            return BulkOutcome(dead=[ItemFailure(docs[0], exc.status, exc.error_type, str(exc))])
-    mid = len(docs) // 2
-    outcome = await send_isolating(client, docs[:mid], prefix, duration, endpoint)
-    outcome.merge(await send_isolating(client, docs[mid:], prefix, duration, endpoint))
-    return outcome
+    client: AsyncElasticsearch
+    prefix: str
+    duration: Histogram
+    endpoint: str = ""
 
+    async def send_isolating(self, docs: Sequence[Doc]) -> BulkOutcome:
+        """:meth:`send_once`, and when the whole request is refused, the batch split in
+        halves, recursively, until the refused documents stand alone: only they are dead
+        (a request of n documents with one at fault costs about 2 log2(n) more requests).
 
-async def send_once(
-    client: AsyncElasticsearch,
-    docs: Sequence[Doc],
-    prefix: str,
-    duration: Histogram,
-    endpoint: str = "",
-) -> BulkOutcome:
-    """One bulk request of ``docs``, its items classified (``endpoint``: the nodes as
-    shown in messages).
+        Raises:
+            Retryable: a request failed as a whole and may pass later.
+        """
+        try:
+            return await self.send_once(docs)
+        except Refused as exc:
+            if len(docs) == 1:
+                return BulkOutcome(
+                    dead=[ItemFailure(docs[0], exc.status, exc.error_type, str(exc))]
+                )
+        mid = len(docs) // 2
+        outcome = await self.send_isolating(docs[:mid])
+        outcome.merge(await self.send_isolating(docs[mid:]))
+        return outcome
 
-    Raises:
-        Retryable: the whole request failed and may pass later.
-        Refused: the whole request was refused for good.
-    """
-    body = build_body(docs, prefix)
-    started = time.perf_counter()
-    try:
-        # The NDJSON serializer passes bytes through untouched.
-        response = await client.bulk(operations=cast(Any, body), filter_path=BULK_FILTER_PATH)
-    except ConnectionTimeout as exc:
-        raise Retryable("timeout", True, str(exc)) from exc
-    except EsConnectionError as exc:
-        raise Retryable("connection", True, str(exc)) from exc
-    except ApiError as exc:
-        status = exc.meta.status
-        if status == 401:
-            # Credentials refused: nothing will pass until they are fixed, so later batches
-            # go straight to the spool while the supervisor keeps probing (counted, logged).
-            raise Retryable(retry_reason(status), True, explain(exc, endpoint)[1]) from exc
-        if classify_status(status) == "retry":
-            detail = explain(exc, endpoint)[1] if status == 403 else str(exc)
-            raise Retryable(retry_reason(status), False, detail) from exc
-        # The whole request refused (e.g. 400 for one action line Elasticsearch cannot
-        # take): the caller splits the batch to find the documents at fault.
-        raise Refused(status, exc.error, str(exc.info)[:2000]) from exc
-    except (SerializationError, TransportError) as exc:
-        raise Retryable("server_error", False, str(exc)) from exc
-    finally:
-        duration.observe(time.perf_counter() - started)
-    try:
-        return classify(response.body, docs)
-    except BulkResponseError as exc:
-        raise Retryable("server_error", False, f"unreadable bulk response: {exc}") from exc
+    async def send_once(self, docs: Sequence[Doc]) -> BulkOutcome:
+        """One bulk request of ``docs``, its items classified.
+
+        Raises:
+            Retryable: the whole request failed and may pass later.
+            Refused: the whole request was refused for good.
+        """
+        endpoint = self.endpoint
+        body = build_body(docs, self.prefix)
+        started = time.perf_counter()
+        try:
+            # The NDJSON serializer passes bytes through untouched.
+            response = await self.client.bulk(
+                operations=cast(Any, body), filter_path=BULK_FILTER_PATH
+            )
+        except ConnectionTimeout as exc:
+            raise Retryable("timeout", True, str(exc)) from exc
+        except EsConnectionError as exc:
+            raise Retryable("connection", True, str(exc)) from exc
+        except ApiError as exc:
+            status = exc.meta.status
+            if status == 401:
+                # Credentials refused: nothing will pass until they are fixed, so later batches
+                # go straight to the spool while the supervisor keeps probing (counted, logged).
+                raise Retryable(retry_reason(status), True, explain(exc, endpoint)[1]) from exc
+            if classify_status(status) == "retry":
+                detail = explain(exc, endpoint)[1] if status == 403 else str(exc)
+                raise Retryable(retry_reason(status), False, detail) from exc
+            # The whole request refused (e.g. 400 for one action line Elasticsearch cannot
+            # take): the caller splits the batch to find the documents at fault.
+            raise Refused(status, exc.error, str(exc.info)[:2000]) from exc
+        except (SerializationError, TransportError) as exc:
+            raise Retryable("server_error", False, str(exc)) from exc
+        finally:
+            self.duration.observe(time.perf_counter() - started)
+        try:
+            return classify(response.body, docs)
+        except BulkResponseError as exc:
+            raise Retryable("server_error", False, f"unreadable bulk response: {exc}") from exc
 
 
 class RetryWindow:

@@ -37,7 +37,7 @@ from faaslens.ingest.sink_es.client import ClientFactory, make_client, probe
 from faaslens.ingest.sink_es.deadletter import DeadLetters
 from faaslens.ingest.sink_es.health import Health, Supervisor, log_supervisor_end
 from faaslens.ingest.sink_es.metrics import SinkMetrics
-from faaslens.ingest.sink_es.retry import Retryable, RetryWindow, send_isolating
+from faaslens.ingest.sink_es.retry import BulkSender, Retryable, RetryWindow
 from faaslens.ingest.sink_es.spool import Spool, SpoolFull
 from faaslens.ingest.templates import check_prefix, install_templates, templates_for
 
@@ -196,13 +196,12 @@ class ElasticsearchSink:
         while True:
             unreachable = False
             try:
-                outcome = await send_isolating(
+                outcome = await BulkSender(
                     self._require_client(),
-                    pending,
                     self.prefix,
                     self.metrics.duration,
                     self.connection.endpoint,
-                )
+                ).send_isolating(pending)
             except Retryable as exc:
                 retry, reason, unreachable, detail = pending, exc.reason, exc.unreachable, str(exc)
             else:

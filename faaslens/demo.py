@@ -69,13 +69,14 @@ class TraceContext:
 
 
 class AzureContext:
-    """azure.functions.Context."""
+    """azure.functions.Context's documented attributes (no retry context: a first attempt)."""
 
-    def __init__(self, invocation_id: str, function_name: str, trace_parent: str) -> None:
+    def __init__(self, invocation_id: str, function_name: str, trace_parent: str = "") -> None:
         self.invocation_id = invocation_id
         self.function_name = function_name
         self.function_directory = f"/home/site/wwwroot/{function_name}"
         self.trace_context = TraceContext(trace_parent)
+        self.retry_context = None
 
 
 class HttpRequest:

@@ -121,26 +121,6 @@ class LambdaContext:
         return self._remaining
 
 
-class TraceContext:
-    """azure.functions.TraceContext."""
-
-    def __init__(self, trace_parent: str) -> None:
-        self.trace_parent = trace_parent
-        self.trace_state = ""
-        self.attributes: dict[str, str] = {}
-
-
-class AzureContext:
-    """azure.functions.Context's documented attributes."""
-
-    def __init__(self, invocation_id: str, function_name: str, trace_parent: str = "") -> None:
-        self.invocation_id = invocation_id
-        self.function_name = function_name
-        self.function_directory = f"/home/site/wwwroot/{function_name}"
-        self.trace_context = TraceContext(trace_parent)
-        self.retry_context = None
-
-
 class HttpRequest:
     """Named like azure.functions.HttpRequest (context.py matches binding class names)."""
 

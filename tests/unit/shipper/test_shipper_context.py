@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from faaslens.demo import AzureContext
 from faaslens.shipper.config import ShipperConfig
 from faaslens.shipper.context import (
     detect_provider,
@@ -17,7 +18,6 @@ from faaslens.shipper.context import (
     resource_from_env,
 )
 from tests.unit.shipper.kit import (
-    AzureContext,
     BackgroundContext,
     CloudEvent,
     FlaskRequest,

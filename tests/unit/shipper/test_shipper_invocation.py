@@ -457,7 +457,7 @@ def test_redelivered_ids_are_numbered_attempts(rx: Receiver) -> None:
 
 
 def test_azure_retry_context_states_the_attempt(rx: Receiver) -> None:
-    from tests.unit.shipper.kit import AzureContext
+    from faaslens.demo import AzureContext
 
     sh = make_shipper(rx)
     ctx = AzureContext("az-1", "Queue1")

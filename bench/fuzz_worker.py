@@ -24,18 +24,18 @@ import hmac
 import multiprocessing
 import os
 import random
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import orjson
+from _es_worker import start_es_worker
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 KEYS = {"k1": "secret"}
@@ -182,26 +182,10 @@ def _send(  # noqa: PLR0917  (a process target: positional by nature)
 
 
 async def run(args: argparse.Namespace) -> int:
-    from faaslens.ingest.config import IngestConfig
-    from faaslens.ingest.runner import Worker, configure_logging, tune_process
     from faaslens.ingest.selfmetrics import totals
 
-    tune_process()
-    configure_logging("error")
-    tmp = tempfile.mkdtemp(prefix="faaslens-fuzz-")
-    prefix = "fuzz" + os.urandom(4).hex()
-    cfg = IngestConfig(
-        udp_listen="127.0.0.1:0",
-        tcp_listen="",
-        http_listen="127.0.0.1:0",
-        es_url=args.es_url,
-        es_index_prefix=prefix,
-        spool_dir=os.path.join(tmp, "spool"),
-        dead_letter_path=os.path.join(tmp, "dead.ndjson"),
-        hmac_keys=KEYS,
-    )
-    worker = Worker(cfg)
-    await worker.start()
+    ew = await start_es_worker(args.es_url, "fuzz", hmac_keys=KEYS)
+    worker, prefix, total = ew.worker, ew.prefix, ew.total
     assert worker.udp_address is not None and worker.pipeline is not None
     ctx = multiprocessing.get_context("spawn")
     out: Any = ctx.Queue()
@@ -214,10 +198,6 @@ async def run(args: argparse.Namespace) -> int:
     sent, valid, seconds = await loop.run_in_executor(None, out.get)
     proc.join()
     reg = worker.registry
-
-    def total(name: str) -> float:
-        return sum(s.value for m in reg.collect() for s in m.samples if s.name == name)
-
     received = total("faaslens_datagrams_received_total")
     deadline = time.monotonic() + 300
     while worker.pipeline.frames_processed + total("faaslens_frames_dropped_total") < received:
@@ -236,7 +216,7 @@ async def run(args: argparse.Namespace) -> int:
             if s.name == "faaslens_frames_rejected_total" and s.value
         }
     )
-    from devkit.services import delete_es_prefix, es_request
+    from devkit.services import es_request
 
     es_request(args.es_url, "POST", f"/{prefix}-*/_refresh")
     valid_docs = es_request(
@@ -245,8 +225,7 @@ async def run(args: argparse.Namespace) -> int:
         f"/{prefix}-*/_count",
         {"query": {"term": {"faas.name": "fuzz-valid"}}},
     )["count"]
-    delete_es_prefix(args.es_url, prefix)
-    shutil.rmtree(tmp, ignore_errors=True)
+    ew.remove()
     accounted = t["frames_accepted"] + sum(rejected.values()) + t["frames_dropped"]
     adds_up = accounted == received
     print(f"sent {sent:,} datagrams in {seconds:.1f} s: {args.hostile:,} hostile, {valid:,} valid")

@@ -15,42 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _es_worker import start_es_worker
 from _worker_frames import PacedSender, vm_hwm_mb
 
 EVENTS_PER_FRAME = 4
 
 
 async def run(args: argparse.Namespace) -> int:
-    from devkit.services import delete_es_prefix, es_request
-    from faaslens.ingest.config import IngestConfig
-    from faaslens.ingest.runner import Worker, configure_logging, tune_process
+    from devkit.services import es_request
     from faaslens.ingest.selfmetrics import totals
 
-    tune_process()
-    configure_logging("error")
-    tmp = tempfile.mkdtemp(prefix="faaslens-overload-")
-    prefix = "ovl" + os.urandom(4).hex()
-    cfg = IngestConfig(
-        udp_listen="127.0.0.1:0",
-        tcp_listen="",
-        http_listen="127.0.0.1:0",
-        es_url=args.es_url,
-        es_index_prefix=prefix,
-        spool_dir=os.path.join(tmp, "spool"),
-        dead_letter_path=os.path.join(tmp, "dead.ndjson"),
-        shutdown_timeout_s=600,
-    )
-    worker = Worker(cfg)
-    await worker.start()
+    ew = await start_es_worker(args.es_url, "ovl", shutdown_timeout_s=600)
+    worker, prefix, total = ew.worker, ew.prefix, ew.total
     assert worker.udp_address is not None and worker.pipeline is not None
     frames = int(args.rate * args.seconds / EVENTS_PER_FRAME)
     sender = PacedSender(worker.udp_address, frames, args.rate / EVENTS_PER_FRAME)
@@ -59,9 +42,6 @@ async def run(args: argparse.Namespace) -> int:
     sender.go()
     sent, _, took = await loop.run_in_executor(None, sender.result)
     reg = worker.registry
-
-    def total(name: str) -> float:
-        return sum(s.value for m in reg.collect() for s in m.samples if s.name == name)
 
     def count() -> int:
         es_request(args.es_url, "POST", f"/{prefix}-*/_refresh")
@@ -105,8 +85,7 @@ async def run(args: argparse.Namespace) -> int:
     docs_lost = t["docs_built"] - indexed
     print(f"events lost: {lost_frames * EVENTS_PER_FRAME:,}; documents lost: {docs_lost:,}")
     print(f"peak RSS (VmHWM) of the worker process: {vm_hwm_mb():.0f} MB")
-    delete_es_prefix(args.es_url, prefix)
-    shutil.rmtree(tmp, ignore_errors=True)
+    ew.remove()
     ok = lost_frames == 0 and indexed == t["docs_built"]
     print("RESULT:", "OK (0 lost)" if ok else "LOSS")
     return 0 if ok else 1

@@ -1,0 +1,64 @@
+"""Shared by the whole-worker benchmarks: a worker in the bench process writing to
+the real Elasticsearch, on loopback ports the kernel picks (UDP and HTTP, no TCP),
+under a fresh index prefix and temporary directory that :meth:`EsWorker.remove`
+deletes afterwards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faaslens.ingest.runner import Worker
+
+
+@dataclass
+class EsWorker:
+    """A started worker, its index prefix (``<stem><8 hex>``) and temporary directory
+    (spool and dead letters)."""
+
+    worker: Worker
+    es_url: str
+    prefix: str
+    tmp: str
+
+    def total(self, name: str) -> float:
+        """The sum of every sample named ``name`` in the worker's registry."""
+        reg = self.worker.registry
+        return sum(s.value for m in reg.collect() for s in m.samples if s.name == name)
+
+    def remove(self) -> None:
+        """Delete the indices of ``prefix`` and the temporary directory."""
+        from devkit.services import delete_es_prefix
+
+        delete_es_prefix(self.es_url, self.prefix)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def start_es_worker(es_url: str, stem: str, **settings: Any) -> EsWorker:
+    """Tune the process and start a worker as ``faaslens ingest`` would (errors-only
+    logging); ``settings``: further :class:`IngestConfig` fields."""
+    from faaslens.ingest.config import IngestConfig
+    from faaslens.ingest.runner import Worker, configure_logging, tune_process
+
+    tune_process()
+    configure_logging("error")
+    tmp = tempfile.mkdtemp(prefix=f"faaslens-{stem}-")
+    prefix = stem + os.urandom(4).hex()
+    cfg = IngestConfig(
+        udp_listen="127.0.0.1:0",
+        tcp_listen="",
+        http_listen="127.0.0.1:0",
+        es_url=es_url,
+        es_index_prefix=prefix,
+        spool_dir=os.path.join(tmp, "spool"),
+        dead_letter_path=os.path.join(tmp, "dead.ndjson"),
+        **settings,
+    )
+    worker = Worker(cfg)
+    await worker.start()
+    assert worker.udp_address is not None and worker.pipeline is not None
+    return EsWorker(worker, es_url, prefix, tmp)

@@ -22,6 +22,7 @@ from faaslens.shipper.config import ShipperConfig
 from faaslens.shipper.core import Shipper
 from faaslens.shipper.logs import Logger
 from faaslens.shipper.metrics import Counter
+from tests.integration.contexts import LambdaContext
 from tests.support import apoll_until, es_request, http_json, worker_test_config
 
 pytestmark = pytest.mark.integration
@@ -32,21 +33,6 @@ AWS_ENV = {
     "AWS_REGION": "eu-west-1",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
 }
-
-
-class LambdaContext:
-    """AWS LambdaContext's documented attributes."""
-
-    function_name = "checkout"
-    function_version = "12"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
-
-    def __init__(self, request_id: str) -> None:
-        self.aws_request_id = request_id
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @pytest.fixture

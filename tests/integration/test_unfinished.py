@@ -23,26 +23,13 @@ from faaslens.query import cli
 from faaslens.shipper.config import ShipperConfig
 from faaslens.shipper.core import Shipper
 from faaslens.shipper.logs import Logger
+from tests.integration.contexts import LambdaContext
 from tests.support import apoll_until, es_request, http_json, worker_test_config
 
 pytestmark = pytest.mark.integration
 
+TIMEOUT_MS = 1000  # the invocations' timeout, as the start event carries it
 AWS_ENV = {"AWS_LAMBDA_FUNCTION_NAME": "checkout", "AWS_REGION": "eu-west-1"}
-
-
-class LambdaContext:
-    """AWS LambdaContext with a 1 s timeout (what the start event carries)."""
-
-    function_name = "checkout"
-    function_version = "12"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
-
-    def __init__(self, request_id: str) -> None:
-        self.aws_request_id = request_id
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 1000
 
 
 def shipper_for(worker: Worker) -> Shipper:
@@ -98,10 +85,10 @@ async def test_a_dead_invocation_is_unfinished_with_its_lines_and_a_late_record_
             log.info("all good")
             return "ok"
 
-        handler({}, LambdaContext("finished-1"))
+        handler({}, LambdaContext("finished-1", remaining_ms=TIMEOUT_MS))
 
         # An invocation that logs, runs on past the flush interval, then never ends.
-        dying = sh.invocation({}, LambdaContext("dies-1"))
+        dying = sh.invocation({}, LambdaContext("dies-1", remaining_ms=TIMEOUT_MS))
         dying.__enter__()
         log.info("last words", step=1)
         await until(lambda: sh.snapshot()["lines_flushed"] >= 1, "line flushed before the end")
@@ -175,7 +162,7 @@ async def test_pending_starts_survive_a_graceful_restart(
     state = Path(cfg.pending_state_path)
     async with Worker(cfg, registry=CollectorRegistry()) as first:
         sh = shipper_for(first)
-        sh.invocation({}, LambdaContext("across-restart")).__enter__()
+        sh.invocation({}, LambdaContext("across-restart", remaining_ms=TIMEOUT_MS)).__enter__()
         await until(lambda: len(first.settler.pending) == 1, "start tracked")
         sh.close()
     assert state.exists()

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,11 +243,25 @@ async def _listening(port: int, proc: asyncio.subprocess.Process, what: str) -> 
     await apoll_until(probe, timeout=60, what=f"{what} listening on {port}")
 
 
+Serve = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
 @pytest.fixture
-async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """Processes a test starts; ended (by their own pid) and reaped when it is over."""
+async def serve(node_package: Path) -> AsyncIterator[Serve]:
+    """``await serve(port, what, *argv, **kwargs)``: start a server process (output
+    discarded) and wait until it listens on ``port``. Every one is ended (by its own
+    pid) and reaped when the test is over."""
     started: list[asyncio.subprocess.Process] = []
-    yield started
+
+    async def start(port: int, what: str, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, **kwargs
+        )
+        started.append(proc)
+        await _listening(port, proc, what)
+        return proc
+
+    yield start
     for proc in started:
         if proc.returncode is None:
             proc.kill()
@@ -255,23 +269,17 @@ async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
 
 
 async def test_functions_framework_http_function(
-    node_package: Path,
-    worker: Worker,
-    es_url: str,
-    es_prefix: str,
-    processes: list[asyncio.subprocess.Process],
+    serve: Serve, worker: Worker, es_url: str, es_prefix: str
 ) -> None:
     port = _free_port()
     ff = NODEJS / "node_modules" / ".bin" / "functions-framework"
     env = _node_env(
         worker, FUNCTION_TARGET="hello", FUNCTION_REGION="europe-west1", FUNCTION_MEMORY_MB="256"
     )
-    proc = await asyncio.create_subprocess_exec(
+    await serve(
+        port, "functions-framework",
         str(ff), "--target=hello", f"--source={FUNCTIONS}", f"--port={port}", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    processes.append(proc)
-    await _listening(port, proc, "functions-framework")
     exec_id = f"gcp-{uuid.uuid4().hex[:16]}"
     status, text = await _http(f"http://127.0.0.1:{port}/", {"Function-Execution-Id": exec_id})
     assert (status, text) == (200, f"hello {exec_id}")
@@ -293,25 +301,19 @@ def _built(script: str) -> Path:
 # minutes on 2 cores; later runs reuse it.
 @pytest.mark.timeout(900)
 async def test_lambda_runtime_interface_emulator_with_the_nodejs_ric(
-    node_package: Path,
-    worker: Worker,
-    es_url: str,
-    es_prefix: str,
-    processes: list[asyncio.subprocess.Process],
+    serve: Serve, worker: Worker, es_url: str, es_prefix: str
 ) -> None:
     rie = await asyncio.to_thread(_built, "build-rie")
     ric = await asyncio.to_thread(_built, "build-lambda-ric")
     port, api_port = _free_port(), _free_port()
-    proc = await asyncio.create_subprocess_exec(
+    await serve(
+        port, "the Lambda Runtime Interface Emulator",
         str(rie),
         f"--runtime-interface-emulator-address=127.0.0.1:{port}",
         f"--runtime-api-address=127.0.0.1:{api_port}",
         str(ric), "functions.lambdaHandler",
         cwd=str(FUNCTIONS.parent), env=_node_env(worker),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    processes.append(proc)
-    await _listening(port, proc, "the Lambda Runtime Interface Emulator")
     url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
     status, text = await _http(url, {"Content-Type": "application/json"}, b'{"httpMethod": "GET"}')
     assert status == 200

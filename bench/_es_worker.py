@@ -1,17 +1,25 @@
-"""Shared by the whole-worker benchmarks: a worker in the bench process writing to
-the real Elasticsearch, on loopback ports the kernel picks (UDP and HTTP, no TCP),
-under a fresh index prefix and temporary directory that :meth:`EsWorker.remove`
-deletes afterwards."""
+"""Shared by the benchmarks that write to the real Elasticsearch.
+
+:func:`start_es_worker`: a worker in the bench process, on loopback ports the
+kernel picks (UDP and HTTP, no TCP), under a fresh index prefix and temporary
+directory that :meth:`EsWorker.remove` deletes afterwards.
+:func:`raw_bulk_seconds`: the node's own pace, which the sink is measured against.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
     from faaslens.ingest.runner import Worker
 
 
@@ -62,3 +70,19 @@ async def start_es_worker(es_url: str, stem: str, **settings: Any) -> EsWorker:
     await worker.start()
     assert worker.udp_address is not None and worker.pipeline is not None
     return EsWorker(worker, es_url, prefix, tmp)
+
+
+def raw_bulk_seconds(client: Elasticsearch, bodies: Sequence[bytes], streams: int) -> float:
+    """Seconds to POST prebuilt bulk ``bodies`` from ``streams`` threads, no
+    serialization and no check but the response's ``errors`` flag (an item error
+    exits the bench)."""
+
+    def send(body: bytes) -> None:
+        response = client.bulk(operations=body, filter_path="errors")  # type: ignore[arg-type]
+        if response["errors"]:
+            raise SystemExit("raw bulk: item errors")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(send, bodies))
+    return time.perf_counter() - started

@@ -33,7 +33,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import orjson  # noqa: E402
 import structlog  # noqa: E402
+from _es_worker import raw_bulk_seconds  # noqa: E402
 from _worker_frames import frame, templates  # noqa: E402
 from elasticsearch import AsyncElasticsearch, Elasticsearch, helpers  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
@@ -148,16 +148,7 @@ def run_raw(es: Es, prefix: str, docs: Sequence[Doc], batch: int, streams: int) 
     """Seconds to POST prebuilt bulk bodies (no serialization, no checks): the server's pace."""
     bodies = [build_body(chunk, prefix) for chunk in batches(docs, batch)]
     client = Elasticsearch(es.url, request_timeout=120)
-
-    def send(body: bytes) -> None:
-        response = client.bulk(operations=body, filter_path="errors")  # type: ignore[arg-type]
-        if response["errors"]:
-            raise SystemExit("raw bulk: item errors")
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(streams) as pool:
-        list(pool.map(send, bodies))
-    took = time.perf_counter() - started
+    took = raw_bulk_seconds(client, bodies, streams)
     client.close()
     return took
 

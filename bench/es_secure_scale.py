@@ -38,7 +38,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
+from _es_worker import raw_bulk_seconds  # noqa: E402
 from _worker_frames import frame, templates  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -206,16 +206,7 @@ def ceiling(admin: IngestConfig, docs: list[Doc], streams: int = 6, batch: int =
     bodies = [build_body(docs[i : i + batch], prefix) for i in range(0, len(docs), batch)]
     asyncio.run(_install_templates(admin, prefix))  # the mappings the workers index into
     with make_sync_client(admin, 120) as client:
-
-        def send(body: bytes) -> None:
-            answer = client.bulk(operations=body, filter_path="errors")  # type: ignore[arg-type]
-            if answer["errors"]:
-                raise SystemExit("raw bulk: item errors")
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(streams) as pool:
-            list(pool.map(send, bodies))
-        took = time.perf_counter() - started
+        took = raw_bulk_seconds(client, bodies, streams)
         client.indices.refresh(index=f"{prefix}-*")
         names = list(client.indices.get(index=f"{prefix}-*"))
         client.indices.delete(index=",".join(names))

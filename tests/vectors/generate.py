@@ -82,28 +82,18 @@ def _sign_stamped(body: bytes, ms: int, key_id: str = "k1", key: str = "secret")
     return b"s2 " + key_id.encode() + b" " + stamp + b" " + digest.encode() + b" " + body
 
 
+def _event(t: str, defaults: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """An event of type ``t`` of execution hand-0001 at TS: ``defaults``, ``fields`` over them."""
+    return {"t": t, "faas.execution": "hand-0001", "@timestamp": TS, **defaults, **fields}
+
+
 def _inv(**fields: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "t": "inv",
-        "faas.execution": "hand-0001",
-        "@timestamp": TS,
-        "event.duration": 5_000_000,
-        "event.outcome": "success",
-        "faas.coldstart": False,
-    }
-    ev.update(fields)
-    return ev
+    outcome = {"event.duration": 5_000_000, "event.outcome": "success", "faas.coldstart": False}
+    return _event("inv", outcome, fields)
 
 
 def _start(**fields: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "t": "start",
-        "faas.execution": "hand-0001",
-        "@timestamp": TS,
-        "faas.timeout": 3_000_000_000,
-    }
-    ev.update(fields)
-    return ev
+    return _event("start", {"faas.timeout": 3_000_000_000}, fields)
 
 
 def _env(*events: dict[str, Any], **envelope: Any) -> bytes:

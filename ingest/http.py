@@ -35,8 +35,10 @@ from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from faaslens.ingest.selfmetrics import counters_by
 
 __all__ = ["HttpServer"]
 
@@ -185,13 +187,13 @@ class HttpServer:
         self.write_timeout_s = write_timeout_s
         self.max_connections = int(max_connections)
         self.open_connections = 0
-        dropped = Counter(
+        self.dropped = counters_by(
             "faaslens_http_connections_dropped",
             "HTTP connections the worker cut short, by reason",
-            ["reason"],
-            registry=registry,
+            "reason",
+            DROP_REASONS,
+            registry,
         )
-        self.dropped = {reason: dropped.labels(reason) for reason in DROP_REASONS}
         self._render_lock = threading.Lock()  # one render at a time, however many scrapers
         # (accept, gzip) -> the render under way, shared by scrapes arriving meanwhile
         self._inflight: dict[tuple[str, bool], asyncio.Future[tuple[bytes, str]]] = {}

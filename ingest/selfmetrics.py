@@ -8,7 +8,7 @@ reason logs at most one line per interval, carrying how many it stands for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -19,7 +19,14 @@ from prometheus_client.registry import Collector
 from faaslens.ingest.events import EVENT_REASONS, FRAME_REASONS
 from faaslens.protocol import INDEX_KINDS
 
-__all__ = ["DROP_REASONS", "TCP_CLOSE_REASONS", "RejectionLog", "SelfMetrics", "totals"]
+__all__ = [
+    "DROP_REASONS",
+    "TCP_CLOSE_REASONS",
+    "RejectionLog",
+    "SelfMetrics",
+    "counters_by",
+    "totals",
+]
 
 DROP_REASONS = ("queue_full", "shutdown")
 # Why the TCP source closed a connection (see ingest/source_tcp.py).
@@ -73,6 +80,15 @@ TOTALS: dict[str, tuple[str, ...]] = {
     "docs_dropped": ("faaslens_docs_dropped_total",),
     "internal_errors": ("faaslens_internal_errors_total",),
 }
+
+
+def counters_by(
+    name: str, documentation: str, label: str, values: Iterable[str], registry: CollectorRegistry
+) -> dict[str, Counter]:
+    """A counter ``name`` (``_total`` added on exposition) labelled by ``label``, one
+    child per bounded value of ``values``, each exposed at 0 from the start."""
+    parent = Counter(name, documentation, [label], registry=registry)
+    return {value: parent.labels(value) for value in values}
 
 
 def totals(registry: CollectorRegistry) -> dict[str, int]:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from faaslens.ingest.aggregates import Aggregates
 from faaslens.ingest.config import ConfigError, IngestConfig, parse_hostport
@@ -42,7 +42,7 @@ from faaslens.ingest.lines_parse import (
     parse_declarations,
     parse_line,
 )
-from faaslens.ingest.selfmetrics import RejectionLog
+from faaslens.ingest.selfmetrics import RejectionLog, counters_by
 from faaslens.ingest.tcp_lines import CLOSE_REASONS, LineConnections, LineLimits, LineServer
 
 __all__ = ["LINE_REASONS", "LinesSource", "start_lines"]
@@ -91,31 +91,31 @@ class LinesSource(LineServer):
         self.store = store
         self._rejections = rejections
         self._clock = clock
-        received = Counter(
+        self._received = counters_by(
             "faaslens_lines_received",
             "Aggregator lines received by the line listener",
-            ["transport"],
-            registry=registry,
+            "transport",
+            ("tcp", "udp"),
+            registry,
         )
-        self._received = {t: received.labels(t) for t in ("tcp", "udp")}
-        rejected = Counter(
+        self._rejected = counters_by(
             "faaslens_lines_rejected",
             "Aggregator lines refused by the line listener",
-            ["reason"],
-            registry=registry,
-        )
-        self._rejected = {r: rejected.labels(r) for r in LINE_REASONS}
-        closed = Counter(
-            "faaslens_lines_connections_closed",
-            "Line listener TCP connections the worker closed to bound its memory, by reason",
-            ["reason"],
-            registry=registry,
+            "reason",
+            LINE_REASONS,
+            registry,
         )
         limits = LineLimits(LINE_MAX_BYTES, max_connections, max_buffered_bytes, idle_timeout_s)
         self._pool = LineConnections(
             self,
             limits,
-            closed={r: closed.labels(r) for r in CLOSE_REASONS},
+            closed=counters_by(
+                "faaslens_lines_connections_closed",
+                "Line listener TCP connections the worker closed to bound its memory, by reason",
+                "reason",
+                CLOSE_REASONS,
+                registry,
+            ),
             rejections=rejections,
             what="lines_connection",
             open_now=Gauge(

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,23 +50,14 @@ class EsWorker:
 async def start_es_worker(es_url: str, stem: str, **settings: Any) -> EsWorker:
     """Tune the process and start a worker as ``faaslens ingest`` would (errors-only
     logging); ``settings``: further :class:`IngestConfig` fields."""
-    from faaslens.ingest.config import IngestConfig
+    from devkit.worker import loopback_config
     from faaslens.ingest.runner import Worker, configure_logging, tune_process
 
     tune_process()
     configure_logging("error")
     tmp = tempfile.mkdtemp(prefix=f"faaslens-{stem}-")
     prefix = stem + os.urandom(4).hex()
-    cfg = IngestConfig(
-        udp_listen="127.0.0.1:0",
-        tcp_listen="",
-        http_listen="127.0.0.1:0",
-        es_url=es_url,
-        es_index_prefix=prefix,
-        spool_dir=os.path.join(tmp, "spool"),
-        dead_letter_path=os.path.join(tmp, "dead.ndjson"),
-        **settings,
-    )
+    cfg = loopback_config(es_url, prefix, Path(tmp), tcp_listen="", **settings)
     worker = Worker(cfg)
     await worker.start()
     assert worker.udp_address is not None and worker.pipeline is not None

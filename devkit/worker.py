@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 
-def worker_test_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any) -> Any:
-    """Ingest config on ephemeral loopback ports; spool and dead letters under tmp_path."""
+def loopback_config(es_url: str, es_prefix: str, state_dir: Path, **over: Any) -> Any:
+    """Ingest config on ephemeral loopback ports (UDP, TCP, HTTP) indexing into
+    ``es_url`` under ``es_prefix``; spool, dead letters and pending starts under
+    ``state_dir``; ``over``: other fields (``tcp_listen=""``: no TCP)."""
     import dataclasses
 
     from faaslens.ingest.config import IngestConfig
@@ -20,14 +22,22 @@ def worker_test_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any)
         http_listen="127.0.0.1:0",
         es_url=es_url,
         es_index_prefix=es_prefix,
-        spool_dir=str(tmp_path / "spool"),
-        dead_letter_path=str(tmp_path / "dead-letter.ndjson"),
-        pending_state_path=str(tmp_path / "pending-state.json"),
-        unfinished_grace_s=0.5,  # invocations that die settle soon after their timeout
-        batch_max_wait_s=0.1,
-        shutdown_timeout_s=30,
+        spool_dir=str(state_dir / "spool"),
+        dead_letter_path=str(state_dir / "dead-letter.ndjson"),
+        pending_state_path=str(state_dir / "pending-state.json"),
     )
     return dataclasses.replace(cfg, **over)
+
+
+def worker_test_config(es_url: str, es_prefix: str, tmp_path: Path, **over: Any) -> Any:
+    """:func:`loopback_config` with the tests' pace: invocations that die settle soon
+    after their timeout, batches leave within 0.1 s."""
+    pace: dict[str, Any] = {
+        "unfinished_grace_s": 0.5,
+        "batch_max_wait_s": 0.1,
+        "shutdown_timeout_s": 30,
+    }
+    return loopback_config(es_url, es_prefix, tmp_path, **(pace | over))
 
 
 class WorkerThread(threading.Thread):

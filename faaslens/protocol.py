@@ -8,6 +8,8 @@ costs the shipper nothing measurable.
 
 from __future__ import annotations
 
+import os  # loaded by the interpreter at start: free
+
 # typing is not imported at run time: the shipper's import cost counts.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,39 +47,95 @@ MAX_LABEL_KEY: Final = 256
 MAX_HISTOGRAM_COUNT: Final = 1 << 31
 MAX_ATTEMPT: Final = 1000
 # Bucket upper bounds of custom histograms (+Inf implied), by the unit of the samples:
-# the shipper pre-aggregates observations into the buckets the worker exposes. A unit
-# not listed, or none, gets HISTOGRAM_BUCKETS: 0.01 .. 1e6 in steps 1 / 2.5 / 5.
-HISTOGRAM_BUCKETS: Final = (
-    *(round(m * 10.0**e, 6) for e in range(-2, 6) for m in (1.0, 2.5, 5.0)),
-    1e6,
+# the shipper pre-aggregates observations into the buckets the worker exposes. The table
+# is data, histogram_buckets.json beside this module, read by the NodeJS shipper too (it
+# copies the file at build), so the languages cannot drift. A unit not listed, or none,
+# gets HISTOGRAM_BUCKETS: 0.01 .. 1e6 in steps 1 / 2.5 / 5. The file is read on first use
+# (histogram_buckets(), or HISTOGRAM_BUCKETS / UNIT_BUCKETS through __getattr__), not at
+# import: the shipper imports this module in every cold start.
+BUCKETS_FILE: Final = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "histogram_buckets.json"
 )
-_SECONDS: Final = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
-)  # fmt: skip
-_BYTES: Final = tuple(float(64 * 4**i) for i in range(13))  # 64 B .. 1 GiB, x4
-UNIT_BUCKETS: Final[dict[str, tuple[float, ...]]] = {}
-for _names, _bounds in (
-    (("s", "sec", "second", "seconds"), _SECONDS),
-    (("ms", "millisecond", "milliseconds"), tuple(round(b * 1e3, 9) for b in _SECONDS)),
-    (("us", "µs", "microsecond", "microseconds"), tuple(round(b * 1e6, 9) for b in _SECONDS)),
-    (("ns", "nanosecond", "nanoseconds"), tuple(round(b * 1e9, 9) for b in _SECONDS)),
-    (("b", "by", "byte", "bytes"), _BYTES),
-    (("kb", "kib", "kilobyte", "kilobytes"), tuple(b / 1024 for b in _BYTES[3:])),
-    (("mb", "mib", "megabyte", "megabytes"), tuple(b / 1024**2 for b in _BYTES[6:])),
-    (("%", "percent"), (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 100.0)),  # noqa: E501
-    (("ratio", "fraction"), (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)),  # noqa: E501
-):
-    for _name in _names:
-        UNIT_BUCKETS[_name] = _bounds
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    HISTOGRAM_BUCKETS: tuple[float, ...]
+    UNIT_BUCKETS: Mapping[str, tuple[float, ...]]
+
+# The loaded table, once read: (default bounds, bounds by unit name).
+_loaded: list[tuple[tuple[float, ...], dict[str, tuple[float, ...]]]] = []
+
+
+def _bounds(value: object, where: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: a non-empty list of bounds is needed")
+    out: list[float] = []
+    for bound in value:
+        # bool is an int: refuse it; +Inf is implied, so every bound is finite.
+        if isinstance(bound, bool) or not isinstance(bound, int | float):
+            raise ValueError(f"{where}: {bound!r} is not a number")
+        if not 0 < bound < float("inf"):
+            raise ValueError(f"{where}: {bound!r} is not a finite positive number")
+        if out and bound <= out[-1]:
+            raise ValueError(f"{where}: bounds must increase ({out[-1]!r} then {bound!r})")
+        out.append(float(bound))
+    return tuple(out)
+
+
+def load_histogram_buckets(
+    path: str = BUCKETS_FILE,
+) -> tuple[tuple[float, ...], dict[str, tuple[float, ...]]]:
+    """Read a bucket table (the shape of histogram_buckets.json): returns the default
+    bounds and the bounds by lower-case unit name. Raises OSError when the file cannot
+    be read and ValueError when it is not JSON of that shape (bounds finite, > 0 and
+    strictly increasing; names non-empty, lower-case and listed once)."""
+    import json  # here, not at import: see BUCKETS_FILE
+
+    with open(path, "rb") as fh:
+        data = json.loads(fh.read())
+    if not isinstance(data, dict) or not isinstance(data.get("units"), list):
+        raise ValueError(f"{path}: an object with 'default' and a 'units' list is needed")
+    default = _bounds(data.get("default"), f"{path}: default")
+    by_unit: dict[str, tuple[float, ...]] = {}
+    for i, group in enumerate(data["units"]):
+        where = f"{path}: units[{i}]"
+        names = group.get("names") if isinstance(group, dict) else None
+        if not isinstance(names, list) or not names:
+            raise ValueError(f"{where}: a non-empty 'names' list is needed")
+        bounds = _bounds(group.get("bounds"), where)
+        for name in names:
+            if not isinstance(name, str) or not name or name != name.lower():
+                raise ValueError(f"{where}: unit name {name!r} is not a lower-case string")
+            if name in by_unit:
+                raise ValueError(f"{where}: unit name {name!r} is listed twice")
+            by_unit[name] = bounds
+    return default, by_unit
+
+
+def _table() -> tuple[tuple[float, ...], dict[str, tuple[float, ...]]]:
+    if not _loaded:
+        _loaded.append(load_histogram_buckets())
+    return _loaded[0]
 
 
 def histogram_buckets(unit: str | None) -> tuple[float, ...]:
-    """The bucket upper bounds of a custom histogram whose samples carry ``unit``
-    (matched case-insensitively; unknown or none: :data:`HISTOGRAM_BUCKETS`)."""
+    """The bucket upper bounds (ascending, +Inf implied) of a custom histogram whose
+    samples carry ``unit`` (matched case-insensitively; unknown or none:
+    :data:`HISTOGRAM_BUCKETS`). The first call reads :data:`BUCKETS_FILE`."""
+    default, by_unit = _loaded[0] if _loaded else _table()
     if not unit:
-        return HISTOGRAM_BUCKETS
-    return UNIT_BUCKETS.get(unit.lower(), HISTOGRAM_BUCKETS)
+        return default
+    return by_unit.get(unit.lower(), default)
+
+
+def __getattr__(name: str) -> object:
+    # HISTOGRAM_BUCKETS and UNIT_BUCKETS, loaded on first access (see BUCKETS_FILE).
+    if name == "HISTOGRAM_BUCKETS":
+        return _table()[0]
+    if name == "UNIT_BUCKETS":
+        return _table()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Log levels: the wire names, their numbers (stdlib logging's), and the aliases
 # that loggers use for them.

@@ -9,6 +9,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { LevelName } from "./config";
+import { bucketIndex, histogramBuckets } from "./buckets";
 import type { InvocationInfo, Trigger } from "./context";
 import {
   MAX_INV_LABEL_VALUE,
@@ -32,16 +33,6 @@ export interface MetricObject {
   /** Histogram bucket entries past one observation: how many, and their total. */
   count?: number;
   sum?: number;
-}
-
-/** The worker's histogram bucket bounds (faaslens.protocol.HISTOGRAM_BUCKETS), then +Inf. */
-export const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0] as const;
-
-/** Index of the first bucket bound >= value (HISTOGRAM_BUCKETS.length: +Inf). */
-function bucketOf(value: number): number {
-  let i = 0;
-  while (i < HISTOGRAM_BUCKETS.length && HISTOGRAM_BUCKETS[i]! < value) i++;
-  return i;
 }
 
 const storage = new AsyncLocalStorage<Invocation>();
@@ -85,10 +76,10 @@ export function cleanMetricLabels(labels: Record<string, unknown> | undefined): 
 /**
  * Custom metric objects carried with one record, aggregated per series so that the
  * number of updates does not matter: counters summed, gauges their last value,
- * histograms as counts per bucket (the worker's buckets, HISTOGRAM_BUCKETS): one
- * object per bucket used, whose `value` is its largest observation and, past one
- * observation, `count` and `sum` say how many and their total. The same encoding as
- * the Python shipper's MetricBuffer (shipper/record.py).
+ * histograms as counts per bucket (the worker's buckets for the metric's unit,
+ * histogramBuckets in ./buckets): one object per bucket used, whose `value` is its
+ * largest observation and, past one observation, `count` and `sum` say how many and
+ * their total. The same encoding as the Python shipper's MetricBuffer (shipper/record.py).
  *
  * At most 64 objects per record; updates that would need more are dropped and counted
  * in `dropped` (sent as `faas.metrics_dropped`).
@@ -104,7 +95,7 @@ export class MetricBuffer {
 
   add(kind: MetricKind, name: string, value: number, labels: Record<string, string> | null, unit: string | null): void {
     let key = labels ? `${kind}\u0000${name}\u0000${JSON.stringify(labels)}` : `${kind}\u0000${name}`;
-    if (kind === "histogram") key += `\u0000${bucketOf(value)}`;
+    if (kind === "histogram") key += `\u0000${bucketIndex(histogramBuckets(unit), value)}`;
     const found = this.keyed.get(key);
     if (found !== undefined) {
       if (kind === "counter") found.value += value;

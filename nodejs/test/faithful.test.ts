@@ -12,7 +12,7 @@ import { HttpRequest, HttpResponse, InvocationContext } from "@azure/functions";
 import { azure, counter, gcpHttp, getLogger, histogram, lambda, loadConfig, setLabel } from "../src/index";
 import { ConfigError } from "../src/config";
 import { errorFields } from "../src/errors";
-import { HISTOGRAM_BUCKETS } from "../src/record";
+import { histogramBuckets } from "../src/buckets";
 import { TOO_DEEP } from "../src/redact";
 import { MAX_ERROR_MESSAGE, MAX_MESSAGE, MAX_STACK, UDP_MAX, codePoints, dumps, shrinkStack, wellFormed } from "../src/wire";
 import { type Frame, capturingShipper, lambdaContext } from "./kit";
@@ -165,14 +165,15 @@ test("any number of metric updates fits: histograms per bucket with count and su
   const [rec] = records(capture.take());
   const metrics = rec!.metrics as { name: string; kind: string; value: number; count?: number; sum?: number; labels?: object }[];
   const buckets = metrics.filter((m) => m.name === "latency");
-  assert.ok(buckets.length <= HISTOGRAM_BUCKETS.length + 1);
+  const bounds = histogramBuckets("s");
+  assert.ok(buckets.length <= bounds.length + 1);
   assert.equal(buckets.reduce((n, m) => n + (m.count ?? 1), 0), values.length);
   const total = values.reduce((a, b) => a + b, 0);
   assert.ok(Math.abs(buckets.reduce((n, m) => n + (m.sum ?? m.value), 0) - total) < 1e-6 * total);
   for (const m of buckets) {
     // Each entry's value lies in its bucket, the largest observation there.
-    const i = HISTOGRAM_BUCKETS.findIndex((b) => m.value <= b);
-    const lower = i <= 0 ? -Infinity : HISTOGRAM_BUCKETS[i - 1]!;
+    const i = bounds.findIndex((b) => m.value <= b);
+    const lower = i === 0 ? -Infinity : bounds[(i < 0 ? bounds.length : i) - 1]!;
     assert.ok(m.value > lower, `${m.value} above ${lower}`);
   }
   assert.deepEqual(metrics.find((m) => m.name === "orders"), { name: "orders", kind: "counter", value: 2000, labels: { region: "eu" } });

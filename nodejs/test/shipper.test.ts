@@ -9,6 +9,7 @@ import { HttpRequest, InvocationContext } from "@azure/functions";
 import { azure, counter, gcpCloudEvent, gcpHttp, getLogger, lambda, loadConfig, truncate, truncateBytes } from "../src/index";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { BUCKET_FILE, bucketIndex, histogramBuckets } from "../src/buckets";
 import { PRICE_FILE, estimatorFor } from "../src/cost";
 import { codePoints } from "../src/wire";
 import { Collector, type Frame, lambdaContext, shipperFor } from "./kit";
@@ -281,6 +282,22 @@ test("variables set to nothing are not set, except FAASLENS_REDACT_KEYS= (no key
   assert.deepEqual(written, []);
   assert.deepEqual(config.redactKeys, []);
   assert.deepEqual({ ...config, redactKeys: defaults.redactKeys }, defaults);
+});
+
+test("histogram buckets: the shared table, looked up by unit as faaslens.protocol.histogram_buckets", () => {
+  const shared = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "faaslens", "histogram_buckets.json"), "utf8"));
+  assert.deepEqual(JSON.parse(readFileSync(BUCKET_FILE, "utf8")), shared);
+  for (const group of shared.units as { names: string[]; bounds: number[] }[]) {
+    for (const name of group.names) {
+      assert.deepEqual(histogramBuckets(name), group.bounds);
+      assert.deepEqual(histogramBuckets(name.replace(/[a-z]/g, (c) => c.toUpperCase())), group.bounds);
+    }
+  }
+  for (const unit of [null, undefined, "", "widgets"]) assert.deepEqual(histogramBuckets(unit), shared.default);
+  assert.deepEqual(histogramBuckets("MS").slice(0, 3), [1, 2.5, 5]);
+  // A value on a bound falls in that bound's bucket (le), past the last one in +Inf.
+  const bounds = histogramBuckets("s");
+  assert.deepEqual([0, 0.001, 0.0011, 900, 901].map((v) => bucketIndex(bounds, v)), [0, 0, 1, bounds.length - 1, bounds.length]);
 });
 
 test("cost: the shared price table, priced as the Python shipper prices it", () => {

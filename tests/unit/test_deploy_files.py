@@ -222,7 +222,8 @@ def test_the_built_wheel_installs_only_the_faaslens_import_name(tmp_path: Path) 
     top = {n.split("/")[0] for n in names if not n.split("/")[0].startswith("faaslens-")}
     assert top == {"faaslens"}
     shipped = ("shipper/core.py", "ingest/runner.py", "ingest/sink_es/sink.py", "protocol.py")
-    # shipper/prices.json: the price table cost.py reads at import.
-    for module in (*shipped, "shipper/prices.json"):
+    # The data files: the price table cost.py reads at import, the histogram buckets
+    # protocol.py reads on first use.
+    for module in (*shipped, "shipper/prices.json", "histogram_buckets.json"):
         assert f"faaslens/{module}" in names
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -38,6 +41,65 @@ def test_docs_state_the_protocol_limits() -> None:
     text = (REPO / "docs" / "protocol.md").read_text()
     for number in (protocol.MAX_EVENTS, protocol.MAX_INV_LABELS, protocol.MAX_METRICS):
         assert re.search(rf"\b{number}\b", text), number
+
+
+def test_histogram_buckets_scale_with_the_unit() -> None:
+    """One scale per quantity: each spelling of a unit, and each multiple of a base unit,
+    has the same buckets scaled (so ms and s histograms of one duration agree), and the
+    default is the documented 0.01 .. 1e6 in steps 1 / 2.5 / 5."""
+    hb = protocol.histogram_buckets
+    seconds = hb("s")
+    for unit, factor in (("ms", 1e3), ("us", 1e6), ("µs", 1e6), ("ns", 1e9)):
+        assert hb(unit) == tuple(round(b * factor, 9) for b in seconds), unit
+    for unit, skip, divisor in (("kib", 3, 1024), ("mib", 6, 1024**2)):
+        assert hb(unit) == tuple(b / divisor for b in hb("bytes")[skip:]), unit
+    for a, b in (("sec", "seconds"), ("by", "b"), ("%", "percent"), ("ratio", "fraction")):
+        assert hb(a) == hb(b) != hb(None)
+    steps = (1.0, 2.5, 5.0)
+    assert hb(None) == (*(round(m * 10.0**e, 6) for e in range(-2, 6) for m in steps), 1e6)
+    assert hb("MS") == hb("ms") and hb("widgets") == hb("") == hb(None)
+    assert hb(None) == protocol.HISTOGRAM_BUCKETS
+    assert protocol.UNIT_BUCKETS["bytes"] == hb("Bytes")
+
+
+def test_histogram_bucket_table_is_read_on_first_use_not_at_import() -> None:
+    """The shipper imports faaslens.protocol in every cold start: the file waits."""
+    code = (
+        "import faaslens.shipper.record, faaslens.protocol as p; a = len(p._loaded); "
+        "p.histogram_buckets('s'); print(a, len(p._loaded))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.split() == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"default": []}, "non-empty list of bounds"),
+        ({"default": [1.0, 1.0]}, "bounds must increase"),
+        ({"default": [0.0, 1.0]}, "finite positive"),
+        ({"default": [1.0, "2"]}, "is not a number"),
+        ({"default": [1.0, True]}, "is not a number"),
+        ({"units": {}}, "'units' list"),
+        ({"units": [{"names": [], "bounds": [1.0]}]}, "'names' list"),
+        ({"units": [{"names": ["MS"], "bounds": [1.0]}]}, "lower-case"),
+        ({"units": [{"names": ["s"], "bounds": [1.0]}, {"names": ["s"], "bounds": [2.0]}]},
+         "listed twice"),
+    ],
+)  # fmt: skip
+def test_a_malformed_bucket_table_is_refused_with_its_reason(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    table = json.loads(Path(protocol.BUCKETS_FILE).read_text()) | change
+    path = tmp_path / "buckets.json"
+    path.write_text(json.dumps(table))
+    with pytest.raises(ValueError, match=message):
+        protocol.load_histogram_buckets(str(path))
+    path.write_text("{not json")
+    with pytest.raises(ValueError):
+        protocol.load_histogram_buckets(str(path))
 
 
 def test_no_literal_copy_of_a_limit_or_level_table_remains() -> None:

@@ -72,7 +72,7 @@ SLOW_IMPORT_APP = """
 import time
 import faaslens
 
-time.sleep(1.0)  # a module that takes a second to import
+time.sleep(1.0)  # workload, not a wait: a module that takes a second to import
 
 @faaslens.instrument
 def hello(request):

@@ -20,7 +20,7 @@ def handler(event, context):
     for i in range(event.get("lines", 0)):
         log.info("line", n=i)
     if event.get("sleep_ms"):
-        time.sleep(event["sleep_ms"] / 1000)
+        time.sleep(event["sleep_ms"] / 1000)  # workload, not a wait: a handler that runs on
     if event.get("fail"):
         raise ValueError("bad order " + context.aws_request_id)
     return {"ok": context.aws_request_id}
@@ -72,12 +72,12 @@ SLOW_INIT_APP = """
 import time
 import faaslens
 
-time.sleep(0.3)  # a module that takes a while to import: part of the init phase
+time.sleep(0.3)  # workload, not a wait: a slow import, part of the init phase
 
 @faaslens.instrument
 def handler(event, context):
     if event.get("sleep_s"):
-        time.sleep(event["sleep_s"])
+        time.sleep(event["sleep_s"])  # workload, not a wait: runs into its timeout
     return "ok"
 """
 

@@ -26,7 +26,7 @@ def _run_until_flushed() -> None:
     """Work on until the line logged so far has left the process (10 s at most)."""
     deadline = time.monotonic() + 10
     while faaslens.stats()["lines_flushed"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.01)  # poll interval under the deadline above
 
 
 # Held at module level: the memory stays taken after the MemoryError leaves the handler,

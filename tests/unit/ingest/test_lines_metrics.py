@@ -25,6 +25,14 @@ from faaslens.ingest.metric_lint import name_problem
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
+@pytest.fixture
+def promtool_present() -> str:
+    """promtool comes with Debian's prometheus package, which scripts/test installs:
+    its absence is a failure, never a skip."""
+    assert shutil.which(PROMTOOL), "promtool missing: run scripts/stack up prometheus"
+    return PROMTOOL
+
+
 def make(**kw: float) -> tuple[CollectorRegistry, LineMetrics]:
     registry = CollectorRegistry()
     overflow = Counter("faaslens_series_overflow", "o", ["metric"], registry=registry)
@@ -246,8 +254,7 @@ def test_exposition_parses_whatever_the_help_and_label_values(
         assert families["g_bytes"].samples[0].labels == {"v": value}
 
 
-@pytest.mark.skipif(not shutil.which(PROMTOOL), reason="promtool not installed")
-def test_promtool_accepts_the_exposition() -> None:
+def test_promtool_accepts_the_exposition(promtool_present: str) -> None:
     registry, store = make()
     store.declare_all(
         [
@@ -298,8 +305,7 @@ NAMES = [
 ]
 
 
-@pytest.mark.skipif(not shutil.which(PROMTOOL), reason="promtool not installed")
-def test_name_rules_agree_with_promtool() -> None:
+def test_name_rules_agree_with_promtool(promtool_present: str) -> None:
     """One exposition holding every name; promtool's verdict per name against ours."""
     lines = []
     for name, kind in NAMES:
